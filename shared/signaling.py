@@ -1,0 +1,398 @@
+"""The hub client that vehicles and operators share: connect, register, dispatch, reconnect.
+
+:class:`SignalingClient` keeps one websocket to the hub alive: it registers, hands every
+decoded message to a callback, and after any disconnect reconnects with exponential backoff
+and jitter until :meth:`SignalingClient.close`. A malformed message from the hub is logged and
+counted and never ends the client.
+
+Losing the hub does not end a WebRTC session: media and commands go peer to peer, so a vehicle
+should keep a working peer connection when the hub drops and simply let this client reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Final
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.uri import parse_uri
+
+from teledrive.shared.errors import ConfigError, LinkError, ProtocolError
+from teledrive.shared.messages import (
+    MAX_MESSAGE_BYTES,
+    Error,
+    Message,
+    Register,
+    Registered,
+    SignalMessage,
+    decode_signal,
+    encode_text,
+    message_type,
+)
+
+logger = logging.getLogger(__name__)
+
+CLOSE_REPLACED: Final = 4001
+"""Close code: the hub replaced this connection by a newer one with the same id."""
+CLOSE_REFUSED: Final = 4003
+"""Close code: the hub refused the registration (an ``Error`` message says why)."""
+
+MessageCallback = Callable[[SignalMessage], Awaitable[None] | None]
+LinkCallback = Callable[[], Awaitable[None] | None]
+Connector = Callable[..., Awaitable[ClientConnection]]
+
+
+class Backoff:
+    """Exponential backoff with jitter, sans-I/O: it only computes delays.
+
+    The n-th delay is drawn uniformly from ``[d/2, d]`` with ``d = min(max, initial * 2**n)``,
+    so a fleet that lost the hub at once does not come back in lockstep.
+
+    Args:
+        initial_s: base of the first delay.
+        max_s: cap of every delay.
+        rng: random source (inject a seeded one in tests).
+    """
+
+    def __init__(self, initial_s: float, max_s: float, rng: random.Random | None = None) -> None:
+        if not 0.0 < initial_s <= max_s:
+            raise ValueError(f"backoff: need 0 < initial_s <= max_s, got {initial_s}, {max_s}")
+        self._initial_s = initial_s
+        self._max_s = max_s
+        self._rng = rng if rng is not None else random.Random()
+        self._attempt = 0
+
+    def next_delay_s(self) -> float:
+        """The delay before the next attempt; each call doubles the base up to the cap."""
+        ceiling_s = min(self._max_s, self._initial_s * 2.0 ** min(self._attempt, 32))
+        self._attempt += 1
+        return self._rng.uniform(ceiling_s / 2.0, ceiling_s)
+
+    def max_delay_s(self) -> float:
+        """A delay at the cap, for when the hub told us to stay away (e.g. replaced)."""
+        return self._rng.uniform(self._max_s / 2.0, self._max_s)
+
+    def reset(self) -> None:
+        """Starts again from the initial delay (after a successful registration)."""
+        self._attempt = 0
+
+
+@dataclass
+class SignalingStats:
+    """Counters of a :class:`SignalingClient`.
+
+    Attributes:
+        connects: websocket connections opened.
+        registrations: ``Registered`` received.
+        reconnects: connection attempts after the first one.
+        messages_received: messages decoded and dispatched.
+        messages_sent: messages sent.
+        bad_messages: malformed or unexpected messages from the hub.
+        errors_received: ``Error`` messages from the hub.
+        callback_errors: exceptions raised by the callbacks.
+    """
+
+    connects: int = 0
+    registrations: int = 0
+    reconnects: int = 0
+    messages_received: int = 0
+    messages_sent: int = 0
+    bad_messages: int = 0
+    errors_received: int = 0
+    callback_errors: int = 0
+
+
+class EventView:
+    """Read-only view of an :class:`asyncio.Event`."""
+
+    def __init__(self, event: asyncio.Event) -> None:
+        self._event = event
+
+    def is_set(self) -> bool:
+        """Whether the event is set."""
+        return self._event.is_set()
+
+    async def wait(self) -> None:
+        """Waits until the event is set."""
+        await self._event.wait()
+
+
+class _Closing(Exception):
+    """Internal: close() was called while connecting."""
+
+
+class SignalingClient:
+    """Keeps a registered websocket to the hub and dispatches what arrives.
+
+    Args:
+        url: the hub, ``ws://host:port`` or ``wss://...``.
+        register: sent after every (re)connect.
+        on_message: called with each decoded message after ``Registered`` (``Registered``
+            itself goes to ``on_connected``); may be a coroutine function. Messages are
+            dispatched one at a time, in order.
+        on_connected: called after each successful registration (:attr:`registered` holds
+            the hub's answer); :meth:`send` works from inside it.
+        on_disconnected: called when a registered connection is lost
+            (:attr:`disconnect_reason` says why). Do not tear down a working peer
+            connection here: WebRTC sessions do not need the hub.
+        backoff_initial_s: first reconnect delay.
+        backoff_max_s: largest reconnect delay.
+        register_timeout_s: how long to wait for ``Registered`` after connecting.
+        ping_interval_s: client-side websocket pings, to notice a dead hub.
+        ping_timeout_s: a hub that does not answer a ping within this is dropped.
+        connect: opens the websocket, called as ``connect(url, **options)`` like
+            :func:`websockets.asyncio.client.connect`.
+        rng: random source of the backoff jitter.
+
+    Raises:
+        ConfigError: ``url`` is not a websocket URL.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        register: Register,
+        *,
+        on_message: MessageCallback,
+        on_connected: LinkCallback | None = None,
+        on_disconnected: LinkCallback | None = None,
+        backoff_initial_s: float = 0.2,
+        backoff_max_s: float = 5.0,
+        register_timeout_s: float = 5.0,
+        ping_interval_s: float = 1.0,
+        ping_timeout_s: float = 3.0,
+        connect: Connector = connect,
+        rng: random.Random | None = None,
+    ) -> None:
+        try:
+            parse_uri(url)
+        except InvalidURI as err:
+            raise ConfigError(f"signaling: hub URL {url!r} is not a ws:// or wss:// URL") from err
+        self._url = url
+        self._register = register
+        self._on_message = on_message
+        self._on_connected = on_connected
+        self._on_disconnected = on_disconnected
+        self._backoff = Backoff(backoff_initial_s, backoff_max_s, rng)
+        self._register_timeout_s = register_timeout_s
+        self._ping_interval_s = ping_interval_s
+        self._ping_timeout_s = ping_timeout_s
+        self._connect = connect
+        self._ws: ClientConnection | None = None
+        self._registered = asyncio.Event()
+        self._registered_message: Registered | None = None
+        self._closing = asyncio.Event()
+        self._stats = SignalingStats()
+        self._disconnect_reason = ""
+
+    @property
+    def connected(self) -> EventView:
+        """Set while registered with the hub."""
+        return EventView(self._registered)
+
+    @property
+    def registered(self) -> Registered | None:
+        """The hub's answer to the latest registration, or ``None`` before the first."""
+        return self._registered_message
+
+    @property
+    def disconnect_reason(self) -> str:
+        """Why the last registered connection ended (empty before any)."""
+        return self._disconnect_reason
+
+    @property
+    def stats(self) -> SignalingStats:
+        """The client's counters (a live object)."""
+        return self._stats
+
+    def stats_dict(self) -> dict[str, int]:
+        """The counters as a dict, for JSON reports."""
+        return asdict(self._stats)
+
+    async def wait_registered(self, timeout_s: float) -> Registered:
+        """Waits until registered with the hub.
+
+        Raises:
+            TimeoutError: not registered within ``timeout_s``.
+        """
+        async with asyncio.timeout(timeout_s):
+            await self._registered.wait()
+        if self._registered_message is None:
+            raise LinkError(f"signaling {self._url}: registered without a Registered message")
+        return self._registered_message
+
+    async def send(self, message: Message) -> None:
+        """Sends a message to the hub.
+
+        Raises:
+            LinkError: not registered with the hub, or the connection broke while sending.
+        """
+        ws = self._ws
+        if ws is None or not self._registered.is_set():
+            raise LinkError(
+                f"signaling {self._url}: not connected, cannot send {message_type(message)}"
+            )
+        try:
+            await ws.send(encode_text(message))
+        except ConnectionClosed as err:
+            raise LinkError(f"signaling {self._url}: connection lost while sending: {err}") from err
+        self._stats.messages_sent += 1
+
+    async def close(self) -> None:
+        """Stops reconnecting and closes the connection; :meth:`run` then returns."""
+        self._closing.set()
+        ws = self._ws
+        if ws is not None:
+            await ws.close()
+
+    async def run(self) -> None:
+        """Connects, registers and dispatches, reconnecting forever until :meth:`close`."""
+        first = True
+        while not self._closing.is_set():
+            if not first:
+                self._stats.reconnects += 1
+            first = False
+            delay_s = await self._connect_once()
+            if self._closing.is_set():
+                break
+            logger.info("signaling %s: reconnecting in %.2f s", self._url, delay_s)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay_s):
+                    await self._closing.wait()
+
+    async def _connect_once(self) -> float:
+        """One connection's life; returns the delay before the next attempt."""
+        try:
+            ws = await self._open()
+        except _Closing:
+            return 0.0
+        except (OSError, TimeoutError, InvalidHandshake) as err:
+            logger.info("signaling %s: cannot connect: %s", self._url, err)
+            return self._backoff.next_delay_s()
+        self._ws = ws
+        reason = "closed"
+        try:
+            await self._serve(ws)
+        except ConnectionClosed as err:
+            reason = f"connection lost: {err}"
+        except LinkError as err:
+            reason = str(err)
+        finally:
+            self._ws = None
+            was_registered = self._registered.is_set()
+            self._registered.clear()
+            await ws.close()
+        logger.info("signaling %s: %s", self._url, reason)
+        if was_registered:
+            self._disconnect_reason = reason
+            if self._on_disconnected is not None:
+                await self._call(self._on_disconnected)
+        if ws.close_code == CLOSE_REPLACED:
+            logger.warning(
+                "signaling %s: replaced by another connection with id %r (a duplicate id?)",
+                self._url,
+                self._register.id,
+            )
+            return self._backoff.max_delay_s()
+        return self._backoff.next_delay_s()
+
+    async def _open(self) -> ClientConnection:
+        options: dict[str, Any] = {
+            "max_size": MAX_MESSAGE_BYTES,
+            "open_timeout": self._register_timeout_s,
+            "ping_interval": self._ping_interval_s,
+            "ping_timeout": self._ping_timeout_s,
+            "close_timeout": 1.0,
+        }
+        opening = asyncio.ensure_future(self._connect(self._url, **options))
+        closing = asyncio.ensure_future(self._closing.wait())
+        try:
+            await asyncio.wait({opening, closing}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            opening.cancel()  # run() itself was cancelled: do not leave the attempt behind
+            raise
+        finally:
+            closing.cancel()
+        if not opening.done():
+            opening.cancel()
+            with contextlib.suppress(asyncio.CancelledError, OSError, InvalidHandshake):
+                await opening
+            raise _Closing
+        ws = opening.result()
+        self._stats.connects += 1
+        if self._closing.is_set():
+            await ws.close()
+            raise _Closing
+        return ws
+
+    async def _serve(self, ws: ClientConnection) -> None:
+        await ws.send(encode_text(self._register))
+        registered = await self._await_registered(ws)
+        self._backoff.reset()
+        self._registered_message = registered
+        self._registered.set()
+        self._stats.registrations += 1
+        logger.info("signaling %s: registered as %r", self._url, registered.id)
+        if self._on_connected is not None:
+            await self._call(self._on_connected)
+        async for raw in ws:
+            message = self._decode(raw)
+            if message is None:
+                continue
+            self._stats.messages_received += 1
+            if isinstance(message, Error):
+                self._stats.errors_received += 1
+                logger.warning(
+                    "signaling %s: hub error %s: %s", self._url, message.code, message.message
+                )
+            await self._call(self._on_message, message)
+
+    async def _await_registered(self, ws: ClientConnection) -> Registered:
+        try:
+            async with asyncio.timeout(self._register_timeout_s):
+                while True:
+                    message = self._decode(await ws.recv())
+                    if isinstance(message, Registered):
+                        return message
+                    if isinstance(message, Error):
+                        self._stats.errors_received += 1
+                        raise LinkError(
+                            f"signaling {self._url}: registration refused: "
+                            f"{message.code}: {message.message}"
+                        )
+                    if message is not None:
+                        self._stats.bad_messages += 1
+                        logger.warning(
+                            "signaling %s: %s before registered, ignored",
+                            self._url,
+                            message_type(message),
+                        )
+        except TimeoutError as err:
+            raise LinkError(
+                f"signaling {self._url}: no registered within {self._register_timeout_s} s"
+            ) from err
+
+    def _decode(self, raw: str | bytes) -> SignalMessage | None:
+        try:
+            return decode_signal(raw, channel=f"signaling from hub {self._url}")
+        except ProtocolError as err:
+            self._stats.bad_messages += 1
+            logger.warning("%s", err)
+            return None
+
+    async def _call(self, callback: Callable[..., Awaitable[None] | None], *args: Any) -> None:
+        try:
+            result = callback(*args)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            # A faulty callback must not take the hub link down; it is logged and counted.
+            self._stats.callback_errors += 1
+            logger.exception("signaling %s: callback %r failed", self._url, callback)

@@ -1,0 +1,442 @@
+"""The hub against real websocket clients on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from teledrive.operator.hub import Hub, parse_listen, run_hub
+from teledrive.operator.presence import Role
+from teledrive.shared.errors import ConfigError
+from teledrive.shared.messages import (
+    MAX_MESSAGE_BYTES,
+    Answer,
+    Bye,
+    Candidate,
+    Connect,
+    Error,
+    ListVehicles,
+    Message,
+    Offer,
+    Presence,
+    Register,
+    Registered,
+    SignalMessage,
+    VehicleList,
+    decode_signal,
+    encode_text,
+)
+from teledrive.shared.signaling import CLOSE_REFUSED, CLOSE_REPLACED
+
+TIME_SCALE = float(os.environ.get("TELEDRIVE_TIME_SCALE", "1"))
+WAIT_S = 5.0 * TIME_SCALE
+HEARTBEAT_S = 0.2
+REGISTER_TIMEOUT_S = 0.5 * TIME_SCALE
+
+M = TypeVar("M", bound=Message)
+
+
+class Peer:
+    """A raw websocket client speaking the signaling messages."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+
+    async def send(self, message: Message) -> None:
+        await self.ws.send(encode_text(message))
+
+    async def recv(self) -> SignalMessage:
+        async with asyncio.timeout(WAIT_S):
+            raw = await self.ws.recv()
+        return decode_signal(raw)
+
+    async def expect(self, kind: type[M]) -> M:
+        """Next message of ``kind``; presence pushes are skipped unless asked for."""
+        while True:
+            message = await self.recv()
+            if isinstance(message, Presence) and kind is not Presence:
+                continue
+            assert isinstance(message, kind), f"expected {kind.__name__}, got {message!r}"
+            return message
+
+    async def closed(self) -> int | None:
+        async with asyncio.timeout(WAIT_S):
+            await self.ws.wait_closed()
+        return self.ws.close_code
+
+
+PeerFactory = Callable[..., Awaitable[Peer]]
+
+
+@pytest.fixture
+async def hub() -> AsyncIterator[Hub]:
+    async with Hub(heartbeat_s=HEARTBEAT_S, register_timeout_s=REGISTER_TIMEOUT_S) as hub:
+        await hub.serve("127.0.0.1", 0)
+        yield hub
+
+
+@pytest.fixture
+async def peer(hub: Hub) -> AsyncIterator[PeerFactory]:
+    """Opens peers, registered as ``role``/``peer_id`` unless ``role`` is None."""
+    opened: list[ClientConnection] = []
+
+    async def open_peer(
+        role: Role | None = None, peer_id: str = "x", *, cameras: list[str] | None = None
+    ) -> Peer:
+        ws = await connect(f"ws://127.0.0.1:{hub.bound_port}", ping_interval=None)
+        opened.append(ws)
+        p = Peer(ws)
+        if role is not None:
+            await p.send(Register(role=role, id=peer_id, cameras=cameras or []))
+            registered = await p.expect(Registered)
+            assert registered.id == peer_id
+        return p
+
+    yield open_peer
+    for ws in opened:
+        await ws.close()
+
+
+async def open_session(vehicle: Peer, operator: Peer, vehicle_id: str) -> str:
+    await operator.send(Connect(vehicle_id=vehicle_id))
+    to_vehicle = await vehicle.expect(Connect)
+    ack = await operator.expect(Connect)
+    assert to_vehicle.session is not None
+    assert ack.session == to_vehicle.session
+    return to_vehicle.session
+
+
+async def test_register_is_answered_with_id_and_heartbeat(peer: PeerFactory, hub: Hub) -> None:
+    p = await peer()
+    await p.send(Register(role="operator", id="op1"))
+    registered = await p.expect(Registered)
+    assert registered.id == "op1"
+    assert registered.heartbeat_ms == pytest.approx(HEARTBEAT_S * 1000)
+    assert hub.stats()["operators"] == 1
+
+
+async def test_list_vehicles_shows_online_vehicles(peer: PeerFactory) -> None:
+    await peer("vehicle", "v2", cameras=["front", "rear"])
+    await peer("vehicle", "v1")
+    op = await peer("operator", "op1")
+    await op.send(ListVehicles())
+    listing = await op.expect(VehicleList)
+    assert [v.id for v in listing.vehicles] == ["v1", "v2"]
+    assert listing.vehicles[1].cameras == ["front", "rear"]
+    assert all(v.online and v.operator is None for v in listing.vehicles)
+
+
+async def test_presence_is_pushed_when_a_vehicle_comes_and_goes(peer: PeerFactory) -> None:
+    op = await peer("operator", "op1")
+    vehicle = await peer("vehicle", "v1", cameras=["front"])
+    came = await op.expect(Presence)
+    assert (came.vehicle.id, came.vehicle.online, came.vehicle.cameras) == ("v1", True, ["front"])
+    await vehicle.ws.close()
+    went = await op.expect(Presence)
+    assert (went.vehicle.id, went.vehicle.online) == ("v1", False)
+
+
+async def test_session_relays_offer_answer_candidate_and_bye(peer: PeerFactory, hub: Hub) -> None:
+    vehicle = await peer("vehicle", "v1")
+    op = await peer("operator", "op1")
+    await op.send(Connect(vehicle_id="v1"))
+    to_vehicle = await vehicle.expect(Connect)
+    assert to_vehicle.operator_id == "op1"
+    assert to_vehicle.vehicle_id == "v1"
+    ack = await op.expect(Connect)
+    assert ack.session == to_vehicle.session
+    assert ack.session is not None
+    session = ack.session
+    in_session = await op.expect(Presence)
+    assert in_session.vehicle.operator == "op1"
+
+    await vehicle.send(Offer(session=session, sdp="v=0 offer"))
+    assert await op.expect(Offer) == Offer(session=session, sdp="v=0 offer")
+    await op.send(Answer(session=session, sdp="v=0 answer"))
+    assert await vehicle.expect(Answer) == Answer(session=session, sdp="v=0 answer")
+    candidate = Candidate(session=session, candidate="candidate:1 1 udp 1 1.2.3.4 5 typ host")
+    await op.send(candidate)
+    assert await vehicle.expect(Candidate) == candidate
+    assert hub.stats()["sessions"] == 1
+
+    await op.send(Bye(session=session, reason="done"))
+    assert await vehicle.expect(Bye) == Bye(session=session, reason="done")
+    freed = await op.expect(Presence)
+    assert freed.vehicle.operator is None
+    assert hub.stats()["sessions"] == 0
+    assert hub.stats()["relayed"] == 4
+
+
+async def test_unknown_vehicle_is_an_error_not_a_hang(peer: PeerFactory) -> None:
+    op = await peer("operator", "op1")
+    await op.send(Connect(vehicle_id="nowhere"))
+    error = await op.expect(Error)
+    assert error.code == "unknown_vehicle"
+    assert "nowhere" in error.message
+
+
+async def test_vehicle_in_session_with_another_operator_is_busy(peer: PeerFactory) -> None:
+    vehicle = await peer("vehicle", "v1")
+    op1 = await peer("operator", "op1")
+    op2 = await peer("operator", "op2")
+    await open_session(vehicle, op1, "v1")
+    await op2.send(Connect(vehicle_id="v1"))
+    error = await op2.expect(Error)
+    assert error.code == "busy"
+    assert "op1" in error.message
+
+
+async def test_same_operator_connecting_again_ends_its_old_session(peer: PeerFactory) -> None:
+    vehicle = await peer("vehicle", "v1")
+    op = await peer("operator", "op1")
+    first = await open_session(vehicle, op, "v1")
+    await op.send(Connect(vehicle_id="v1"))
+    assert (await vehicle.expect(Bye)).session == first
+    second = (await vehicle.expect(Connect)).session
+    assert (await op.expect(Bye)).session == first
+    assert (await op.expect(Connect)).session == second
+    assert second != first
+
+
+async def test_duplicate_vehicle_id_replaces_the_old_connection(
+    peer: PeerFactory, hub: Hub
+) -> None:
+    old = await peer("vehicle", "v1")
+    op = await peer("operator", "op1")
+    session = await open_session(old, op, "v1")
+    new = await peer("vehicle", "v1")
+
+    assert await old.closed() == CLOSE_REPLACED
+    bye = await op.expect(Bye)
+    assert bye.session == session
+    assert "reconnected" in bye.reason
+    await hub.wait_stats(lambda s: s["disconnects"] >= 1, WAIT_S)  # old handler cleaned up
+
+    stats = hub.stats()
+    assert (stats["vehicles"], stats["replaced"], stats["sessions"]) == (1, 1, 0)
+    await open_session(new, op, "v1")  # the new connection is the one registered
+
+
+async def test_duplicate_operator_id_replaces_and_ends_its_session(peer: PeerFactory) -> None:
+    vehicle = await peer("vehicle", "v1")
+    old = await peer("operator", "op1")
+    session = await open_session(vehicle, old, "v1")
+    new = await peer("operator", "op1")
+    assert await old.closed() == CLOSE_REPLACED
+    assert (await vehicle.expect(Bye)).session == session
+    await open_session(vehicle, new, "v1")
+
+
+async def test_silent_client_is_refused_after_register_timeout(peer: PeerFactory, hub: Hub) -> None:
+    p = await peer()
+    error = await p.expect(Error)
+    assert error.code == "not_registered"
+    assert await p.closed() == CLOSE_REFUSED
+    assert hub.stats()["register_timeouts"] == 1
+
+
+async def test_first_message_other_than_register_is_refused(peer: PeerFactory) -> None:
+    p = await peer()
+    await p.send(ListVehicles())
+    error = await p.expect(Error)
+    assert (error.code, error.ref) == ("not_registered", "list_vehicles")
+    assert await p.closed() == CLOSE_REFUSED
+
+
+async def test_other_protocol_version_is_refused(peer: PeerFactory) -> None:
+    p = await peer()
+    await p.send(Register(v=2, role="vehicle", id="v1"))
+    error = await p.expect(Error)
+    assert error.code == "version"
+    assert await p.closed() == CLOSE_REFUSED
+
+
+@pytest.mark.parametrize(
+    ("raw", "ref", "needle"),
+    [
+        ("{not json", None, "JSON"),
+        ('{"type": "teleport"}', "teleport", "teleport"),
+        ('{"type": "connect", "vehicle_id": 5}', "connect", "$.vehicle_id"),
+        ('{"type": "connect", "vehicle_id": "v1", "force": true}', "connect", "force"),
+        ('{"type": "connect", "vehicle_id": "bad id!"}', "connect", "$.vehicle_id"),
+    ],
+)
+async def test_malformed_message_is_refused_counted_and_connection_kept(
+    peer: PeerFactory, hub: Hub, raw: str, ref: str | None, needle: str
+) -> None:
+    op = await peer("operator", "op1")
+    await op.ws.send(raw)
+    error = await op.expect(Error)
+    assert (error.code, error.ref) == ("bad_message", ref)
+    assert needle in error.message
+    assert "operator 'op1'" in error.message  # says where
+    assert hub.stats()["bad_messages"] == 1
+    await op.send(ListVehicles())
+    await op.expect(VehicleList)
+
+
+async def test_malformed_message_before_register_keeps_connection(peer: PeerFactory) -> None:
+    p = await peer()
+    await p.ws.send("[1, 2")
+    assert (await p.expect(Error)).code == "bad_message"
+    await p.send(Register(role="operator", id="op1"))
+    await p.expect(Registered)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        ListVehicles(),
+        Connect(vehicle_id="v1"),
+        VehicleList(vehicles=[]),
+        Register(role="vehicle", id="v1"),
+        Registered(id="v1", heartbeat_ms=1.0),
+    ],
+)
+async def test_message_not_allowed_for_a_vehicle_is_refused(
+    peer: PeerFactory, hub: Hub, message: Message
+) -> None:
+    vehicle = await peer("vehicle", "v1")
+    await vehicle.send(message)
+    error = await vehicle.expect(Error)
+    assert error.code == "bad_message"
+    assert hub.stats()["bad_messages"] == 1
+    assert hub.stats()["vehicles"] == 1
+
+
+async def test_operator_may_not_set_session_fields_of_connect(peer: PeerFactory) -> None:
+    await peer("vehicle", "v1")
+    op = await peer("operator", "op1")
+    await op.send(Connect(vehicle_id="v1", session="mine", operator_id="someone"))
+    error = await op.expect(Error)
+    assert (error.code, error.ref) == ("bad_message", "connect")
+
+
+async def test_relay_outside_a_session_is_refused(peer: PeerFactory, hub: Hub) -> None:
+    vehicle = await peer("vehicle", "v1")
+    op = await peer("operator", "op1")
+    intruder = await peer("operator", "op2")
+    session = await open_session(vehicle, op, "v1")
+
+    await intruder.send(Offer(session=session, sdp="v=0"))
+    error = await intruder.expect(Error)
+    assert (error.code, error.ref) == ("bad_message", "offer")
+    assert "not a member" in error.message
+
+    await op.send(Answer(session="no-such-session", sdp="v=0"))
+    error = await op.expect(Error)
+    assert "unknown session" in error.message
+    assert hub.stats()["relayed"] == 0
+    assert hub.stats()["sessions"] == 1
+
+
+async def test_vehicle_disconnect_sends_bye_and_presence(peer: PeerFactory, hub: Hub) -> None:
+    vehicle = await peer("vehicle", "v1")
+    op = await peer("operator", "op1")
+    session = await open_session(vehicle, op, "v1")
+    await vehicle.ws.close()
+    bye = await op.expect(Bye)
+    assert bye.session == session
+    assert "disconnected" in bye.reason
+    while (presence := await op.expect(Presence)).vehicle.online:
+        pass
+    assert presence.vehicle.id == "v1"
+    assert hub.stats()["sessions"] == 0
+
+
+async def test_operator_disconnect_sends_bye_to_vehicle(peer: PeerFactory, hub: Hub) -> None:
+    vehicle = await peer("vehicle", "v1")
+    op = await peer("operator", "op1")
+    watcher = await peer("operator", "op2")
+    session = await open_session(vehicle, op, "v1")
+    await op.ws.close()
+    assert (await vehicle.expect(Bye)).session == session
+    while (presence := await watcher.expect(Presence)).vehicle.operator is not None:
+        pass
+    assert presence.vehicle.online
+
+
+async def test_peer_that_stops_answering_pings_is_dropped(peer: PeerFactory, hub: Hub) -> None:
+    op = await peer("operator", "op1")
+    zombie = await peer("vehicle", "v1")
+    await op.expect(Presence)
+    zombie.ws.transport.pause_reading()  # it no longer sees pings, so sends no pongs
+    went = await op.expect(Presence)
+    assert (went.vehicle.id, went.vehicle.online) == ("v1", False)
+    zombie.ws.transport.resume_reading()
+
+
+async def test_oversized_frame_closes_with_message_too_big(peer: PeerFactory) -> None:
+    op = await peer("operator", "op1")
+    await op.ws.send("x" * (MAX_MESSAGE_BYTES + 1))
+    assert await op.closed() == 1009
+
+
+async def test_healthz_answers_json_stats(peer: PeerFactory, hub: Hub) -> None:
+    await peer("vehicle", "v1")
+    await peer("operator", "op1")
+    async with asyncio.timeout(WAIT_S):
+        reader, writer = await asyncio.open_connection("127.0.0.1", hub.bound_port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        response = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert b"content-type: application/json" in head.lower()
+    stats = json.loads(body)
+    assert (stats["vehicles"], stats["operators"], stats["sessions"], stats["errors"]) == (
+        1,
+        1,
+        0,
+        0,
+    )
+
+
+def test_parse_listen() -> None:
+    assert parse_listen("127.0.0.1:8765") == ("127.0.0.1", 8765)
+    assert parse_listen("[::1]:0") == ("::1", 0)
+    for bad in ("8765", "host:", ":80", "host:port", "host:70000"):
+        with pytest.raises(ConfigError, match="HOST:PORT"):
+            parse_listen(bad)
+
+
+def test_heartbeat_above_one_second_is_refused() -> None:
+    with pytest.raises(ConfigError, match="heartbeat_s"):
+        Hub(heartbeat_s=2.0)
+
+
+async def test_bye_for_an_ended_session_is_ignored(peer: PeerFactory, hub: Hub) -> None:
+    vehicle = await peer("vehicle", "v1")
+    op = await peer("operator", "op1")
+    session = await open_session(vehicle, op, "v1")
+    await op.send(Bye(session=session))
+    await vehicle.expect(Bye)
+    await vehicle.send(Bye(session=session))  # crossed in flight: not an error
+    await vehicle.send(Offer(session=session, sdp="v=0"))  # but this one is
+    error = await vehicle.expect(Error)
+    assert error.ref == "offer"  # the first error is for the offer, none came for the bye
+    assert hub.stats()["bad_messages"] == 1
+
+
+async def test_run_hub_listens_and_reports_its_url() -> None:
+    urls: asyncio.Queue[str] = asyncio.Queue()
+    task = asyncio.create_task(
+        run_hub("127.0.0.1:0", heartbeat_s=0.2, on_listening=urls.put_nowait)
+    )
+    async with asyncio.timeout(WAIT_S):
+        url = await urls.get()
+    assert url.startswith("ws://127.0.0.1:")
+    async with connect(url) as ws:
+        await ws.send(encode_text(Register(role="operator", id="op1")))
+        async with asyncio.timeout(WAIT_S):
+            assert isinstance(decode_signal(await ws.recv()), Registered)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
