@@ -1,0 +1,220 @@
+"""Link loss -> fallback, and the stop from 2 m/s, on a simulated clock (sans-I/O).
+
+Each trial drives the real Supervisor with a scripted operator: commands at 50 Hz over a link
+with a given one-way delay, jitter, and a fraction of late (stale or reordered) commands;
+heartbeats, latency and video-freshness reports at 10 Hz; the supervisor ticks at 50 Hz at a
+random phase against the command stream. After a random time the link dies at a random phase.
+
+* loss_to_fallback_ms: from the loss to the first tick whose mode is no longer an operator mode.
+* stale_commands_applied: ticks that applied a command older (by its stamps) than
+  min(bound, its TTL): checked here, independently of the supervisor.
+* stop_*_from_2mps: the same loss while driving at 2 m/s in the simulated world with the
+  autonomy unable to continue (NO_ROUTE): time and distance from the loss to standstill.
+
+Prints one JSON object (the last line) with --json; the worst trial is reported for maxima.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import itertools
+import json
+import random
+import statistics
+import sys
+from dataclasses import dataclass, field
+
+from teledrive.vehicle.autonomy.base import AutonomyOutput, AutonomyStatus
+from teledrive.vehicle.command_gate import CommandArrival
+from teledrive.vehicle.supervisor import OPERATOR_MODES, Supervisor, SupervisorConfig
+from teledrive.vehicle.world import World, WorldMap
+
+TICK_MS = 20.0
+COMMAND_PERIOD_MS = 20.0
+REPORT_PERIOD_MS = 100.0
+TTL_MS = 300.0
+
+
+@dataclass
+class TrialResult:
+    loss_to_fallback_ms: float
+    stale_applied: int
+    stop_time_s: float | None = None
+    stop_distance_m: float | None = None
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+def run_trial(
+    rng: random.Random,
+    config: SupervisorConfig,
+    *,
+    delay_ms: float,
+    jitter_ms: float,
+    late_fraction: float,
+    speed_mps: float,
+    autonomy_ok: bool,
+    with_world: bool,
+) -> TrialResult:
+    sup = Supervisor(config)
+    op_offset_ms = rng.uniform(-1e6, 1e6)  # vehicle clock minus operator clock
+    estimate_error_ms = rng.uniform(-2.0, 2.0)
+    takeover_ms = 1500.0
+    loss_ms = takeover_ms + rng.uniform(1000.0, 3000.0)
+    end_ms = loss_ms + 5000.0
+    tick_phase_ms = rng.uniform(0.0, TICK_MS)
+
+    order = itertools.count()
+    events: list[tuple[float, int, str, object]] = []
+    sent_vehicle_ms: dict[int, tuple[float, float]] = {}  # seq -> (sent, ttl), vehicle clock
+    t = rng.uniform(0.0, COMMAND_PERIOD_MS)
+    for seq in itertools.count(rng.randrange(1 << 32)):
+        if t >= loss_ms:
+            break
+        seq %= 1 << 32
+        transit_ms = max(0.0, delay_ms + rng.uniform(-jitter_ms, jitter_ms))
+        if rng.random() < late_fraction:
+            transit_ms += rng.uniform(50.0, 400.0)
+        cmd = CommandArrival(
+            seq=seq,
+            sent_ms=t - op_offset_ms,
+            offset_ms=op_offset_ms + estimate_error_ms,
+            ttl_ms=TTL_MS,
+            speed_mps=speed_mps,
+            steer_rad=0.0,
+            estop=False,
+            received_ms=t + transit_ms,
+        )
+        sent_vehicle_ms[seq] = (cmd.sent_ms + cmd.offset_ms, TTL_MS)
+        heapq.heappush(events, (cmd.received_ms, next(order), "cmd", cmd))
+        t += COMMAND_PERIOD_MS
+    t = rng.uniform(0.0, REPORT_PERIOD_MS)
+    while t < loss_ms:
+        heapq.heappush(events, (t + delay_ms, next(order), "report", None))
+        t += REPORT_PERIOD_MS
+
+    world = World(WorldMap(((0.0, 0.0), (1000.0, 0.0)))) if with_world else None
+    status = AutonomyStatus.OK if autonomy_ok else AutonomyStatus.NO_ROUTE
+    fallback_ms: float | None = None
+    stale_applied = 0
+    distance_at_loss_m: float | None = None
+    stop_time_s: float | None = None
+    stop_distance_m: float | None = None
+    tick = tick_phase_ms
+    while tick < end_ms:
+        while events and events[0][0] <= tick:
+            at_ms, _, kind, payload = heapq.heappop(events)
+            if isinstance(payload, CommandArrival):
+                sup.on_command(payload)
+            elif kind == "report":
+                sup.on_link_heartbeat(at_ms)
+                sup.on_latency(at_ms, delay_ms, 2 * delay_ms)
+                sup.on_video_freshness(at_ms, rng.uniform(0.0, 40.0))
+        sup.on_autonomy_status(tick, AutonomyOutput(status, 0.8, 0.0))
+        if sup.mode not in OPERATOR_MODES and tick >= takeover_ms and tick < loss_ms:
+            sup.on_takeover_request(tick)
+        out = sup.tick(tick)
+        if out.command_seq is not None and out.command_seq in sent_vehicle_ms:
+            sent, ttl = sent_vehicle_ms[out.command_seq]
+            if tick - sent > min(config.fallback_age_ms, ttl):
+                stale_applied += 1
+        if fallback_ms is None and tick >= loss_ms and out.mode not in OPERATOR_MODES:
+            fallback_ms = tick - loss_ms
+        if world is not None:
+            if distance_at_loss_m is None and tick >= loss_ms:
+                distance_at_loss_m = world.odometry().distance_m
+                speed_at_loss = world.odometry().speed_mps
+                if abs(speed_at_loss - speed_mps) > 0.01:
+                    raise RuntimeError(f"not at {speed_mps} m/s at the loss: {speed_at_loss}")
+            world.step(TICK_MS / 1000.0, out.speed_mps, out.steer_rad)
+            odo = world.odometry()
+            if distance_at_loss_m is not None and stop_time_s is None and odo.speed_mps == 0.0:
+                stop_time_s = (tick + TICK_MS - loss_ms) / 1000.0
+                stop_distance_m = odo.distance_m - distance_at_loss_m
+        tick += TICK_MS
+    if fallback_ms is None:
+        raise RuntimeError("no fallback within 5 s of the link loss")
+    dropped = {str(k): v for k, v in sup.gate.dropped.items()}
+    return TrialResult(fallback_ms, stale_applied, stop_time_s, stop_distance_m, dropped)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--delay-ms", type=float, default=12.5, help="one-way link delay")
+    parser.add_argument("--jitter-ms", type=float, default=3.0)
+    parser.add_argument("--late-fraction", type=float, default=0.05)
+    parser.add_argument("--decel-mps2", type=float, default=1.5)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    if args.trials < 1:
+        parser.error("--trials must be >= 1")
+
+    config = SupervisorConfig(decel_mps2=args.decel_mps2)
+    rng = random.Random(args.seed)
+    common = {"delay_ms": args.delay_ms, "jitter_ms": args.jitter_ms}
+    loss = [
+        run_trial(
+            rng,
+            config,
+            late_fraction=args.late_fraction,
+            speed_mps=1.0,
+            autonomy_ok=True,
+            with_world=False,
+            **common,
+        )
+        for _ in range(args.trials)
+    ]
+    stops = [
+        run_trial(
+            rng,
+            config,
+            late_fraction=0.0,
+            speed_mps=2.0,
+            autonomy_ok=False,
+            with_world=True,
+            **common,
+        )
+        for _ in range(args.trials)
+    ]
+    all_trials = loss + stops
+    latencies = [r.loss_to_fallback_ms for r in all_trials]
+    stop_times = [r.stop_time_s for r in stops if r.stop_time_s is not None]
+    stop_dists = [r.stop_distance_m for r in stops if r.stop_distance_m is not None]
+    if len(stop_times) != len(stops):
+        raise RuntimeError("a stop trial never reached standstill")
+    dropped: dict[str, int] = {}
+    for r in all_trials:
+        for k, v in r.dropped.items():
+            dropped[k] = dropped.get(k, 0) + v
+    detection_ms = config.detection_ms
+    stop_bound_s = detection_ms / 1000.0 + 2.0 / config.decel_mps2 + 0.2
+    result = {
+        "trials": args.trials,
+        "loss_to_fallback_ms_p50": round(statistics.median(latencies), 3),
+        "loss_to_fallback_ms_max": round(max(latencies), 3),
+        "stale_commands_applied": sum(r.stale_applied for r in all_trials),
+        "stop_time_s_from_2mps": round(max(stop_times), 4),
+        "stop_distance_m_from_2mps": round(max(stop_dists), 4),
+        "decel_mps2": config.decel_mps2,
+        "detection_ms": detection_ms,
+        "delay_ms": args.delay_ms,
+        "late_fraction": args.late_fraction,
+        "commands_dropped": dropped,
+        "stop_time_bound_s": round(stop_bound_s, 4),
+        "pass": max(latencies) <= 270.0
+        and sum(r.stale_applied for r in all_trials) == 0
+        and max(stop_times) <= stop_bound_s
+        and config.decel_mps2 >= 1.5,
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:28s} {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,330 @@
+"""The operator's side of a session, without a screen: connects, decodes video, drives.
+
+:class:`OperatorClient` is what the headless operator (``teledrive operator --headless``) and,
+later, the desktop console build on: it owns the signaling client, answers the vehicle's offer,
+keeps clock sync running, sends drive commands at 50 Hz from a :class:`CommandSource`, and
+keeps statistics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import statistics
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+
+from teledrive.operator.patterns import CommandSource, ScriptedPattern
+from teledrive.shared import channels as ch
+from teledrive.shared import messages as m
+from teledrive.shared.clock_sync import ClockSync
+from teledrive.shared.errors import LinkError
+from teledrive.shared.signaling import SignalingClient
+
+log = logging.getLogger(__name__)
+
+COMMAND_PERIOD_S = 0.02
+CLOCK_SYNC_PERIOD_S = 0.2
+COMMAND_TTL_MS = 250.0
+CONNECT_RETRY_S = 2.0
+
+
+@dataclass
+class OperatorStats:
+    """What a headless operator reports."""
+
+    frames_received: int = 0
+    first_frame_s: float | None = None
+    last_frame_s: float | None = None
+    frames_by_camera: dict[str, int] = field(default_factory=dict)
+    commands_sent: int = 0
+    commands_applied: int = 0
+    telemetry_received: int = 0
+    rtt_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
+    errors: int = 0
+    sessions: int = 0
+    last_telemetry: m.Telemetry | None = None
+
+    def video_fps(self) -> float:
+        """Mean frame rate between the first and the last frame."""
+        if self.first_frame_s is None or self.last_frame_s is None:
+            return 0.0
+        span_s = self.last_frame_s - self.first_frame_s
+        return (self.frames_received - 1) / span_s if span_s > 0 else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-able figures of a run."""
+        rtt = sorted(self.rtt_ms)
+        return {
+            "frames_received": self.frames_received,
+            "video_fps": round(self.video_fps(), 2),
+            "commands_sent": self.commands_sent,
+            "commands_applied": self.commands_applied,
+            "telemetry_received": self.telemetry_received,
+            "rtt_ms_p50": round(statistics.median(rtt), 3) if rtt else None,
+            "errors": self.errors,
+            "sessions": self.sessions,
+            "mode": self.last_telemetry.mode if self.last_telemetry else None,
+            "drops": dict(self.last_telemetry.drops) if self.last_telemetry else {},
+        }
+
+
+class OperatorClient:
+    """Drives one vehicle through the hub.
+
+    Args:
+        hub_url: websocket URL of the hub.
+        vehicle_id: the vehicle to connect to.
+        operator_id: this operator's id on the hub.
+        source: where drive commands come from (a scripted pattern by default).
+        clock: monotonic clock in seconds; wire timestamps are this clock in ms.
+        on_frame: called with (camera name, av.VideoFrame) for every decoded frame.
+    """
+
+    def __init__(
+        self,
+        hub_url: str,
+        vehicle_id: str,
+        *,
+        operator_id: str = "operator",
+        source: CommandSource | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        on_frame: Callable[[str, Any], None] | None = None,
+    ) -> None:
+        self.vehicle_id = vehicle_id
+        self.source: CommandSource = source or ScriptedPattern()
+        self._clock = clock
+        self._on_frame = on_frame
+        self.stats = OperatorStats()
+        self.clock_sync = ClockSync()
+        self.signaling = SignalingClient(
+            hub_url,
+            m.Register(role="operator", id=operator_id),
+            on_message=self._on_signal,
+            on_connected=self._on_hub_connected,
+        )
+        self.pc: RTCPeerConnection | None = None
+        self.channels: ch.Channels | None = None
+        self.session_id: str | None = None
+        self.connected = asyncio.Event()
+        self.driving = True
+        self.want_session = True
+        self._connect_sent_s: float | None = None
+        self._seq = 0
+        self._drive_start_s: float | None = None
+        self._last_frame_s: float | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._track_tasks: set[asyncio.Task[None]] = set()
+
+    def now_ms(self) -> float:
+        """The operator clock in ms."""
+        return self._clock() * 1000.0
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def run(self, seconds: float | None = None) -> OperatorStats:
+        """Runs for ``seconds`` (forever when None) and returns the statistics."""
+        self._tasks = [
+            asyncio.create_task(self.signaling.run(), name="signaling"),
+            asyncio.create_task(self._drive_loop(), name="drive"),
+            asyncio.create_task(self._sync_loop(), name="clock-sync"),
+            asyncio.create_task(self._session_watchdog(), name="session-watchdog"),
+        ]
+        try:
+            if seconds is None:
+                await asyncio.gather(*self._tasks)
+            else:
+                await asyncio.sleep(seconds)
+        finally:
+            await self.close()
+        return self.stats
+
+    async def close(self) -> None:
+        """Stops driving (a last zero command), closes the session and the hub link."""
+        if self.channels is not None:
+            self._send_drive(0.0, 0.0, deadman=False, estop=False)
+        for task in [*self._tasks, *self._track_tasks]:
+            task.cancel()
+        for task in [*self._tasks, *self._track_tasks]:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._close_pc()
+        await self.signaling.close()
+
+    async def _close_pc(self) -> None:
+        pc, self.pc, self.channels = self.pc, None, None
+        self.connected.clear()
+        if pc is not None:
+            await pc.close()
+
+    # -- signaling --------------------------------------------------------------------------
+
+    async def _on_hub_connected(self) -> None:
+        self._connect_sent_s = None
+        await self._maybe_connect()
+
+    async def _maybe_connect(self) -> None:
+        """Asks the hub for a session unless one is up or a request is still pending."""
+        if self.pc is not None or not self.want_session:
+            return
+        now_s = self._clock()
+        sent_s = self._connect_sent_s
+        if sent_s is not None and now_s - sent_s < CONNECT_RETRY_S:
+            return
+        self._connect_sent_s = now_s
+        with contextlib.suppress(LinkError):
+            await self.signaling.send(m.Connect(vehicle_id=self.vehicle_id))
+
+    async def _session_watchdog(self) -> None:
+        """Re-asks for a session while there is none (vehicle offline, hub restarted, ...)."""
+        while True:
+            await asyncio.sleep(CONNECT_RETRY_S)
+            if self.signaling.connected.is_set():
+                await self._maybe_connect()
+
+    async def _on_signal(self, message: m.SignalMessage) -> None:
+        match message:
+            case m.Offer(session=session_id, sdp=sdp):
+                self._connect_sent_s = None
+                await self._answer(session_id, sdp)
+            case m.Connect(session=session_id):
+                self.session_id = session_id
+            case m.Bye(session=session_id, reason=reason):
+                if session_id == self.session_id:
+                    log.info("session %s ended by peer: %s", session_id, reason)
+                    await self._close_pc()
+                    self._connect_sent_s = None
+            case m.Error(code="unknown_vehicle" | "busy" as code, message=text):
+                # Not an error of ours: the vehicle is offline or driven by someone else;
+                # presence tells when to ask again.
+                log.info("hub: %s: %s", code, text)
+                self._connect_sent_s = None if code == "unknown_vehicle" else self._clock()
+            case m.Error(code=code, message=text):
+                self.stats.errors += 1
+                log.warning("hub error %s: %s", code, text)
+            case m.Presence(vehicle=info):
+                if info.id == self.vehicle_id and info.online and info.operator is None:
+                    await self._maybe_connect()
+            case _:
+                pass
+
+    async def _answer(self, session_id: str, sdp: str) -> None:
+        await self._close_pc()
+        self.session_id = session_id
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.pc = pc
+        pc.on("track", self._on_track)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        self.channels = ch.open_channels(pc, self._on_data, self._on_data_error)
+        self.channels.drive.raw.on("open", self.connected.set)
+        await pc.setLocalDescription(await pc.createAnswer())
+        await self.signaling.send(m.Answer(session=session_id, sdp=pc.localDescription.sdp))
+        self.stats.sessions += 1
+
+    def _on_track(self, track: Any) -> None:
+        if track.kind != "video":
+            return
+        task = asyncio.create_task(self._consume_video(track), name=f"video-{track.id}")
+        self._track_tasks.add(task)
+        task.add_done_callback(self._track_tasks.discard)
+
+    async def _consume_video(self, track: Any) -> None:
+        name = str(track.id)
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                now_s = self._clock()
+                stats = self.stats
+                stats.frames_received += 1
+                stats.frames_by_camera[name] = stats.frames_by_camera.get(name, 0) + 1
+                if stats.first_frame_s is None:
+                    stats.first_frame_s = now_s
+                stats.last_frame_s = now_s
+                self._last_frame_s = now_s
+                if self._on_frame is not None:
+                    self._on_frame(name, frame)
+
+    # -- data channels ----------------------------------------------------------------------
+
+    def _on_data_error(self, spec: ch.ChannelSpec, text: str) -> None:
+        self.stats.errors += 1
+
+    def _on_data(self, message: m.DataMessage) -> None:
+        now_ms = self.now_ms()
+        match message:
+            case m.Telemetry():
+                self.stats.telemetry_received += 1
+                self.stats.commands_applied = message.commands_applied
+                self.stats.last_telemetry = message
+            case m.TimeResponse(id=request_id, t1=t1, t2=t2, t3=t3):
+                self.clock_sync.on_response(request_id, t1, t2, t3, now_ms)
+                rtt = (now_ms - t1) - (t3 - t2)
+                if rtt >= 0:
+                    self.stats.rtt_ms.append(rtt)
+            case m.TimeRequest(id=request_id, t1=t1):
+                if self.channels is not None:
+                    self.channels.telemetry.send(
+                        m.TimeResponse(id=request_id, t1=t1, t2=now_ms, t3=now_ms)
+                    )
+            case m.Error(message=text):
+                self.stats.errors += 1
+                log.warning("vehicle reports: %s", text)
+            case _:
+                pass
+
+    # -- loops ------------------------------------------------------------------------------
+
+    def _send_drive(
+        self, speed_mps: float, steer_rad: float, *, deadman: bool, estop: bool
+    ) -> None:
+        if self.channels is None:
+            return
+        now_ms = self.now_ms()
+        self._seq = (self._seq + 1) % (1 << 32)
+        offset_ms = self.clock_sync.offset_at(now_ms) if self.clock_sync.ready else 0.0
+        command = m.DriveCommand(
+            seq=self._seq,
+            t_ms=now_ms,
+            offset_ms=offset_ms,
+            ttl_ms=COMMAND_TTL_MS,
+            speed_mps=speed_mps,
+            steer_rad=steer_rad,
+            deadman=deadman,
+            estop=estop,
+        )
+        if self.channels.drive.send(command):
+            self.stats.commands_sent += 1
+
+    async def _drive_loop(self) -> None:
+        next_s = self._clock()
+        while True:
+            next_s += COMMAND_PERIOD_S
+            await asyncio.sleep(max(0.0, next_s - self._clock()))
+            if self.channels is None or not self.channels.drive.open or not self.driving:
+                continue
+            now_s = self._clock()
+            if self._drive_start_s is None:
+                self._drive_start_s = now_s
+            point = self.source.setpoint(now_s - self._drive_start_s)
+            self._send_drive(
+                point.speed_mps, point.steer_rad, deadman=point.deadman, estop=point.estop
+            )
+
+    async def _sync_loop(self) -> None:
+        while True:
+            await asyncio.sleep(CLOCK_SYNC_PERIOD_S)
+            channels = self.channels
+            if channels is None or not channels.telemetry.open:
+                continue
+            request_id, t1 = self.clock_sync.make_request(self.now_ms())
+            channels.telemetry.send(m.TimeRequest(id=request_id, t1=t1))
+            if self._last_frame_s is not None:
+                age_ms = max(0.0, (self._clock() - self._last_frame_s) * 1000.0)
+                channels.telemetry.send(m.VideoFreshness(t_ms=self.now_ms(), age_ms=age_ms))
