@@ -31,20 +31,30 @@ from teledrive.shared.signaling import SignalingClient
 log = logging.getLogger(__name__)
 
 COMMAND_PERIOD_S = 0.02
-CLOCK_SYNC_PERIOD_S = 0.2
+FRESHNESS_PERIOD_S = 0.1
+CLOCK_SYNC_EVERY = 2
+TAKEOVER_EVERY = 5
 COMMAND_TTL_MS = 250.0
 CONNECT_RETRY_S = 2.0
 
 
 @dataclass
 class OperatorStats:
-    """What a headless operator reports."""
+    """What a headless operator reports.
+
+    ``commands_sent`` counts drive commands from the first one the vehicle applied after the
+    takeover on (the ones meant to drive); ``commands_sent_total`` also counts the
+    deadman-released commands that keep the link fresh before the takeover is granted.
+    ``commands_applied`` is the vehicle's count of commands whose DRIVE frame the motor
+    controller acknowledged.
+    """
 
     frames_received: int = 0
     first_frame_s: float | None = None
     last_frame_s: float | None = None
     frames_by_camera: dict[str, int] = field(default_factory=dict)
     commands_sent: int = 0
+    commands_sent_total: int = 0
     commands_applied: int = 0
     telemetry_received: int = 0
     rtt_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
@@ -66,6 +76,7 @@ class OperatorStats:
             "frames_received": self.frames_received,
             "video_fps": round(self.video_fps(), 2),
             "commands_sent": self.commands_sent,
+            "commands_sent_total": self.commands_sent_total,
             "commands_applied": self.commands_applied,
             "telemetry_received": self.telemetry_received,
             "rtt_ms_p50": round(statistics.median(rtt), 3) if rtt else None,
@@ -116,9 +127,14 @@ class OperatorClient:
         self.connected = asyncio.Event()
         self.driving = True
         self.want_session = True
+        self.want_control = True
+        self.mode_changes: list[m.ModeChange] = []
+        self.alerts: list[m.Alert] = []
+        self.acks: list[m.Ack] = []
         self._connect_sent_s: float | None = None
         self._seq = 0
         self._drive_start_s: float | None = None
+        self._control_seq: int | None = None
         self._last_frame_s: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._track_tasks: set[asyncio.Task[None]] = set()
@@ -263,6 +279,8 @@ class OperatorClient:
                 self.stats.telemetry_received += 1
                 self.stats.commands_applied = message.commands_applied
                 self.stats.last_telemetry = message
+                if self._control_seq is None and self.in_control and message.last_seq:
+                    self._control_seq = message.last_seq
             case m.TimeResponse(id=request_id, t1=t1, t2=t2, t3=t3):
                 self.clock_sync.on_response(request_id, t1, t2, t3, now_ms)
                 rtt = (now_ms - t1) - (t3 - t2)
@@ -276,6 +294,16 @@ class OperatorClient:
             case m.Error(message=text):
                 self.stats.errors += 1
                 log.warning("vehicle reports: %s", text)
+            case m.ModeChange():
+                self.mode_changes.append(message)
+                log.info(
+                    "vehicle mode %s -> %s: %s", message.previous, message.mode, message.reason
+                )
+            case m.Alert():
+                self.alerts.append(message)
+                log.warning("vehicle alert (%s): %s", message.level, message.text)
+            case m.Ack():
+                self.acks.append(message)
             case _:
                 pass
 
@@ -288,11 +316,11 @@ class OperatorClient:
             return
         now_ms = self.now_ms()
         self._seq = (self._seq + 1) % (1 << 32)
-        offset_ms = self.clock_sync.offset_at(now_ms) if self.clock_sync.ready else 0.0
+        offset_ms = self.clock_sync.offset_at(now_ms)
         command = m.DriveCommand(
             seq=self._seq,
             t_ms=now_ms,
-            offset_ms=offset_ms,
+            offset_ms=offset_ms if offset_ms is not None else 0.0,
             ttl_ms=COMMAND_TTL_MS,
             speed_mps=speed_mps,
             steer_rad=steer_rad,
@@ -300,7 +328,9 @@ class OperatorClient:
             estop=estop,
         )
         if self.channels.drive.send(command):
-            self.stats.commands_sent += 1
+            self.stats.commands_sent_total += 1
+            if self._control_seq is not None:
+                self.stats.commands_sent = (self._seq - self._control_seq) % (1 << 32) + 1
 
     async def _drive_loop(self) -> None:
         next_s = self._clock()
@@ -309,7 +339,13 @@ class OperatorClient:
             await asyncio.sleep(max(0.0, next_s - self._clock()))
             if self.channels is None or not self.channels.drive.open or not self.driving:
                 continue
+            if not self.clock_sync.ready:
+                continue  # a command's age cannot be judged without the clock offset
             now_s = self._clock()
+            if not self.in_control:
+                # Keeps the link fresh for the takeover; the deadman is released.
+                self._send_drive(0.0, 0.0, deadman=False, estop=False)
+                continue
             if self._drive_start_s is None:
                 self._drive_start_s = now_s
             point = self.source.setpoint(now_s - self._drive_start_s)
@@ -318,13 +354,30 @@ class OperatorClient:
             )
 
     async def _sync_loop(self) -> None:
+        """Clock sync, video-freshness reports, and takeover requests while wanted."""
+        count = 0
         while True:
-            await asyncio.sleep(CLOCK_SYNC_PERIOD_S)
+            await asyncio.sleep(FRESHNESS_PERIOD_S)
+            count += 1
             channels = self.channels
             if channels is None or not channels.telemetry.open:
                 continue
-            request_id, t1 = self.clock_sync.make_request(self.now_ms())
-            channels.telemetry.send(m.TimeRequest(id=request_id, t1=t1))
             if self._last_frame_s is not None:
                 age_ms = max(0.0, (self._clock() - self._last_frame_s) * 1000.0)
                 channels.telemetry.send(m.VideoFreshness(t_ms=self.now_ms(), age_ms=age_ms))
+            if count % CLOCK_SYNC_EVERY == 0:
+                request_id, t1 = self.clock_sync.make_request(self.now_ms())
+                channels.telemetry.send(m.TimeRequest(id=request_id, t1=t1))
+            if count % TAKEOVER_EVERY == 0 and self.want_control and not self.in_control:
+                channels.events.send(m.Takeover())
+
+    @property
+    def in_control(self) -> bool:
+        """Whether the vehicle's last telemetry says the operator drives."""
+        telemetry = self.stats.last_telemetry
+        return telemetry is not None and telemetry.mode in ("TELEOP", "DEGRADED")
+
+    def send_event(self, message: m.Message) -> bool:
+        """Sends an event (e-stop, takeover, release, ...) on the reliable channel."""
+        channels = self.channels
+        return channels is not None and channels.events.send(message)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from teledrive.shared import messages
+from teledrive.shared.errors import ProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class Channel:
     def _receive(self, data: str | bytes) -> None:
         try:
             message = messages.decode_data(data, channel=f"data channel '{self.spec.label}'")
-        except messages.ProtocolError as err:
+        except ProtocolError as err:
             self.errors += 1
             self.last_error = str(err)
             log.warning("%s", err)

@@ -12,26 +12,40 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
-from typing import Any
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from teledrive.shared import channels as ch
 from teledrive.shared import messages as m
+from teledrive.shared.clock_sync import ClockSync
 from teledrive.shared.config import CameraSection, VehicleConfig
 from teledrive.shared.signaling import SignalingClient
 from teledrive.vehicle.camera import Camera, FrameSource, OpenCVSource, SyntheticSource
-from teledrive.vehicle.drive_gate import DriveGate
+from teledrive.vehicle.command_gate import CommandArrival
+from teledrive.vehicle.control import AutonomySource, Controller, mcu_state_name
 from teledrive.vehicle.motor_link import MotorLink
-from teledrive.vehicle.mcu_codec import State
+from teledrive.vehicle.supervisor import Mode, RequestResult, Supervisor, SupervisorConfig
 from teledrive.vehicle.video_track import CameraVideoTrack, prefer_h264
 
 log = logging.getLogger(__name__)
 
 TICK_S = 0.02
 TELEMETRY_EVERY_TICKS = 2
+CLOCK_SYNC_EVERY_TICKS = 5
+
+
+def supervisor_config(config: VehicleConfig) -> SupervisorConfig:
+    """The supervisor's timing and limits from ``vehicle.toml``."""
+    safety = config.safety
+    return SupervisorConfig(
+        degrade_age_ms=safety.degrade_after_ms,
+        fallback_age_ms=safety.command_timeout_ms,
+        stop_silence_ms=safety.link_lost_stop_ms,
+        decel_mps2=safety.decel_mps2,
+        max_speed_mps=config.motor.max_speed_mps,
+        max_steer_rad=config.motor.max_steer_rad,
+    )
 
 
 def make_camera(section: CameraSection) -> Camera:
@@ -66,6 +80,7 @@ class VehicleService:
         clock: monotonic clock in seconds (all timestamps on the wire are this clock in ms).
         motor_link: the motor link to use; built from ``config.motor.url`` when None.
         cameras: cameras to stream; built from ``config.cameras`` when None.
+        autonomy: the fallback autonomy; without one a link loss means a minimal-risk stop.
     """
 
     def __init__(
@@ -75,15 +90,14 @@ class VehicleService:
         clock: Callable[[], float] = time.monotonic,
         motor_link: MotorLink | None = None,
         cameras: list[Camera] | None = None,
+        autonomy: AutonomySource | None = None,
     ) -> None:
         self.config = config
         self._clock = clock
-        self.gate = DriveGate(
-            command_timeout_ms=config.safety.command_timeout_ms,
-            max_speed_mps=config.motor.max_speed_mps,
-            max_steer_rad=config.motor.max_steer_rad,
-        )
+        self.supervisor = Supervisor(supervisor_config(config), start_ms=self.now_ms())
         self.motor = motor_link or MotorLink(config.motor.url)
+        self.controller = Controller(self.supervisor, self.motor, autonomy=autonomy)
+        self.clock_sync = ClockSync()
         self.cameras = cameras if cameras is not None else [make_camera(c) for c in config.cameras]
         register = m.Register(
             role="vehicle",
@@ -96,10 +110,8 @@ class VehicleService:
         )
         self.session: Session | None = None
         self.errors = 0
-        self.commands_applied = 0
-        self._pending_acks: deque[int] = deque(maxlen=512)
-        self._last_mcu_seq: int | None = None
         self._tick_count = 0
+        self._kick = asyncio.Event()
         self._stopping = asyncio.Event()
 
     def now_ms(self) -> float:
@@ -136,9 +148,7 @@ class VehicleService:
         self._stopping.set()
 
     def _safe_stop_motor(self) -> None:
-        with contextlib.suppress(Exception):
-            self.motor.drive(0.0, 0.0)
-            self.motor.disarm()
+        # MotorLink.stop() sends DISARM before closing the port.
         self.motor.stop()
 
     # -- signaling --------------------------------------------------------------------------
@@ -164,7 +174,7 @@ class VehicleService:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         session = Session(session_id, operator_id, pc)
         self.session = session
-        self.gate.reset_session()
+        self.supervisor.on_operator_session(self.now_ms())
         for camera in self.cameras:
             track = CameraVideoTrack(camera)
             transceiver = pc.addTransceiver(track, direction="sendonly")
@@ -181,7 +191,6 @@ class VehicleService:
         if session is None:
             return
         log.info("session %s ended: %s", session.id, reason)
-        self.gate.reset_session()
         await session.pc.close()
 
     # -- data channels ----------------------------------------------------------------------
@@ -194,32 +203,51 @@ class VehicleService:
 
     def _on_data(self, message: m.DataMessage) -> None:
         now_ms = self.now_ms()
+        sup = self.supervisor
         match message:
             case m.DriveCommand():
-                accepted = self.gate.on_command(
-                    seq=message.seq,
-                    sent_ms=message.t_ms,
-                    offset_ms=message.offset_ms,
-                    ttl_ms=message.ttl_ms,
-                    speed_mps=message.speed_mps,
-                    steer_rad=message.steer_rad,
-                    deadman=message.deadman,
-                    estop=message.estop,
-                    now_ms=now_ms,
+                verdict = sup.on_command(
+                    CommandArrival(
+                        seq=message.seq,
+                        sent_ms=message.t_ms,
+                        offset_ms=message.offset_ms,
+                        ttl_ms=message.ttl_ms,
+                        speed_mps=message.speed_mps if message.deadman else 0.0,
+                        steer_rad=message.steer_rad,
+                        estop=message.estop,
+                        received_ms=now_ms,
+                    )
                 )
-                if accepted:
-                    self._send_to_motor(now_ms, new_command=True)
+                if verdict.accepted or message.estop:
+                    self._kick.set()
             case m.TimeRequest(id=request_id, t1=t1):
+                sup.on_link_heartbeat(now_ms)
                 self._send_telemetry(m.TimeResponse(id=request_id, t1=t1, t2=now_ms, t3=now_ms))
-            case m.Estop():
-                self.gate.estop()
-                self._send_to_motor(now_ms, new_command=False)
+            case m.TimeResponse(id=request_id, t1=t1, t2=t2, t3=t3):
+                sup.on_link_heartbeat(now_ms)
+                if self.clock_sync.on_response(request_id, t1, t2, t3, now_ms) is not None:
+                    one_way, rtt = self.clock_sync.one_way_ms, self.clock_sync.rtt_ms
+                    if one_way is not None and rtt is not None:
+                        sup.on_latency(now_ms, one_way, rtt)
+            case m.VideoFreshness(age_ms=age_ms):
+                sup.on_link_heartbeat(now_ms)
+                sup.on_video_freshness(now_ms, age_ms)
+            case m.Estop(source=source, reason=reason):
+                sup.on_estop(now_ms, f"{source}: {reason}" if reason else source)
+                self._kick.set()
                 self._send_event(m.Ack(ref="estop"))
             case m.EstopReset():
-                self.gate.reset_estop()
-                self._send_event(m.Ack(ref="estop_reset"))
+                self._answer_request("estop_reset", sup.on_estop_reset(now_ms))
+            case m.Takeover():
+                self._answer_request("takeover", sup.on_takeover_request(now_ms))
+            case m.Release():
+                self._answer_request("release", sup.on_release_to_autonomy(now_ms))
             case _:
                 pass
+
+    def _answer_request(self, ref: str, result: RequestResult) -> None:
+        self._kick.set()
+        self._send_event(m.Ack(ref=ref, ok=result.granted, detail=result.reason[:1000]))
 
     def _send_telemetry(self, message: m.Message) -> None:
         session = self.session
@@ -231,74 +259,71 @@ class VehicleService:
         if session is not None and session.channels is not None:
             session.channels.events.send(message)
 
-    # -- motor ------------------------------------------------------------------------------
-
-    def _send_to_motor(self, now_ms: float, *, new_command: bool) -> None:
-        out = self.gate.output(now_ms)
-        if out.seq is not None and self.mcu_state() == "DISARMED" and not self.gate.estopped:
-            self.motor.arm()
-        written = self.motor.drive(out.speed_mps, out.steer_rad)
-        mcu_seq = self.motor.last_written_seq
-        if new_command and written and out.seq is not None and mcu_seq is not None:
-            self._pending_acks.append(mcu_seq)
-
-    def mcu_state(self) -> str:
-        """The motor controller's state by its last telemetry, or ``OFFLINE``."""
-        telemetry = self.motor.last_telemetry
-        if not self.motor.connected or telemetry is None:
-            return "OFFLINE"
-        return State(telemetry.state).name
-
-    def _count_acks(self) -> None:
-        """Counts operator commands whose DRIVE frame the MCU has acknowledged (last_seq)."""
-        telemetry = self.motor.last_telemetry
-        if telemetry is None:
-            return
-        last = telemetry.last_seq
-        while self._pending_acks:
-            delta = (last - self._pending_acks[0]) % 65536
-            if delta >= 32768:
-                break
-            self._pending_acks.popleft()
-            self.commands_applied += 1
+    # -- control --------------------------------------------------------------------------
 
     async def _control_loop(self) -> None:
-        next_s = self._clock()
+        """Steps the controller every tick, and at once when a command or event arrives."""
+        next_s = self._clock() + TICK_S
         while True:
-            next_s += TICK_S
-            await asyncio.sleep(max(0.0, next_s - self._clock()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), max(0.0, next_s - self._clock()))
+            kicked = self._kick.is_set()
+            self._kick.clear()
             now_ms = self.now_ms()
-            self._send_to_motor(now_ms, new_command=False)
-            self._count_acks()
-            self._tick_count += 1
-            if self._tick_count % TELEMETRY_EVERY_TICKS == 0:
-                self._publish_telemetry(now_ms)
+            out = self.controller.step(now_ms)
+            for transition in out.transitions:
+                self._send_event(
+                    m.ModeChange(
+                        t_ms=transition.at_ms,
+                        mode=transition.to_mode.name,
+                        previous=transition.from_mode.name,
+                        reason=transition.reason[:1000],
+                    )
+                )
+                if transition.to_mode in (Mode.AUTONOMY, Mode.MINIMAL_RISK_STOP, Mode.ESTOP):
+                    text = f"{transition.to_mode.name}: {transition.reason}"[:1000]
+                    if transition.to_mode is Mode.AUTONOMY:
+                        self._send_event(m.Alert(level="warning", text=text))
+                    else:
+                        self._send_event(m.Alert(level="critical", text=text))
+            if not kicked or self._clock() >= next_s:
+                next_s = max(next_s + TICK_S, self._clock())
+                self._on_tick(now_ms)
+
+    def _on_tick(self, now_ms: float) -> None:
+        self._tick_count += 1
+        if self._tick_count % TELEMETRY_EVERY_TICKS == 0:
+            self._publish_telemetry(now_ms)
+        if self._tick_count % CLOCK_SYNC_EVERY_TICKS == 0:
+            request_id, t1 = self.clock_sync.make_request(now_ms)
+            self._send_telemetry(m.TimeRequest(id=request_id, t1=t1))
 
     def _publish_telemetry(self, now_ms: float) -> None:
         session = self.session
         if session is None or session.channels is None:
             return
-        out = self.gate.output(now_ms)
+        out = self.controller.last_output
         telemetry = self.motor.last_telemetry
-        drops = dict(self.gate.drops)
+        drops = {str(reason): count for reason, count in self.supervisor.gate.dropped.items()}
         if session.channels.errors:
             drops["bad_message"] = session.channels.errors
-        mcu_state = self.mcu_state()
         speed_mps = telemetry.wheel_speed_mmps / 1000.0 if telemetry is not None else 0.0
         battery_v = telemetry.battery_mv / 1000.0 if telemetry is not None else 0.0
         session.channels.telemetry.send(
             m.Telemetry(
                 t_ms=now_ms,
-                mode="ESTOP" if self.gate.estopped else "TELEOP",
-                reason=out.reason,
+                mode=self.supervisor.mode.name,
+                reason=self.supervisor.reason[:1000],
                 speed_mps=max(-30.0, min(30.0, speed_mps)),
-                steer_rad=out.steer_rad,
-                speed_cap_mps=self.config.motor.max_speed_mps,
+                steer_rad=out.steer_rad if out is not None else 0.0,
+                speed_cap_mps=min(30.0, out.speed_cap_mps) if out is not None else 0.0,
                 battery_v=battery_v,
-                mcu_state=mcu_state,
-                last_seq=out.seq or 0,
-                commands_applied=self.commands_applied,
+                mcu_state=mcu_state_name(self.motor),
+                last_seq=out.command_seq or 0 if out is not None else 0,
+                commands_applied=self.controller.commands_applied,
                 drops=drops,
+                one_way_ms=self.clock_sync.one_way_ms,
+                rtt_ms=self.clock_sync.rtt_ms,
             )
         )
         frames = []

@@ -6,6 +6,7 @@ this test owns, so it can watch what the motor controller is told.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -127,9 +128,15 @@ def test_operator_drives_the_mcu_and_sees_video(
     assert vehicle.poll() is None
 
 
-def test_killed_operator_means_zero_speed_within_300ms(
+def test_killed_operator_stops_the_vehicle(
     mcu: PtyMcu, vehicle: subprocess.Popen[str], hub_url: str
 ) -> None:
+    """SIGKILL the operator while driving at 1 m/s.
+
+    The vehicle has no autonomy here, so the supervisor makes a minimal-risk stop: within
+    300 ms of the kill the MCU's setpoint must have left the operator's command and be
+    falling, and it must reach zero within 300 ms + v/a + 0.2 s (a = 1.5 m/s^2), never rising.
+    """
     operator = start_operator(hub_url)
     try:
         type_command(operator, "1.0 0.0")
@@ -138,21 +145,22 @@ def test_killed_operator_means_zero_speed_within_300ms(
         operator.send_signal(signal.SIGKILL)
         operator.wait(timeout=5)
 
-        first_stopped: list[McuSnapshot] = []
+        setpoints: list[tuple[float, int]] = []
 
         def stopped(snap: McuSnapshot) -> bool:
-            if snap.outputs.speed_cmd_mmps == 0 and snap.outputs.motor_duty == 0:
-                first_stopped.append(snap)
-                return True
-            return False
+            drive = snap.last_drive
+            if drive is not None and (not setpoints or setpoints[-1][0] != drive.arrival_ms):
+                setpoints.append((drive.arrival_ms, drive.drive.speed_mmps))
+            return drive is not None and drive.drive.speed_mmps == 0
 
         assert mcu.wait_for(stopped, timeout_s=5 * SCALE), mcu.snapshot()
-        # The MCU model's clock is time.monotonic in ms, the same clock as killed_ms.
-        stop_ms = first_stopped[0].now_ms
-        # Zeroed by the vehicle's command (not by the MCU's own drive watchdog).
-        last_drive = first_stopped[0].last_drive
-        assert last_drive is not None
-        assert last_drive.drive.speed_mmps == 0, first_stopped[0]
-        assert stop_ms - killed_ms <= 300.0, (stop_ms - killed_ms, first_stopped[0])
     finally:
         stop(operator)
+    # The MCU model's clock is time.monotonic in ms, the same clock as killed_ms.
+    after = [(at - killed_ms, speed) for at, speed in setpoints if at > killed_ms]
+    first_lower = next(t for t, speed in after if speed < 1000)
+    zero_at = next(t for t, speed in after if speed == 0)
+    assert first_lower <= 300.0, after[:20]
+    assert zero_at <= 300.0 + 1000.0 / 1.5 + 200.0, after
+    speeds = [speed for _t, speed in after]
+    assert all(b <= a for a, b in itertools.pairwise(speeds)), speeds

@@ -57,6 +57,11 @@ def test_wheel_installs_and_imports(tmp_path: Path) -> None:
     assert "teledrive/operator/hub.py" in names
     assert "teledrive/vehicle/service.py" in names
     assert "teledrive/operator/__init__.py" not in names
+    for folder in ("shared", "vehicle", "operator"):
+        for source in (ROOT / folder).rglob("*.py"):
+            if "__pycache__" in source.parts:
+                continue
+            assert f"teledrive/{source.relative_to(ROOT)}" in names, source
     target = tmp_path / "site"
     subprocess.run(
         [
@@ -81,8 +86,9 @@ def test_wheel_installs_and_imports(tmp_path: Path) -> None:
     )
     # -S: no .pth files, so the editable install's import hook is not in play.
     out = subprocess.run(
-        [sys.executable, "-S", "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+        [sys.executable, "-S", "-c", code], cwd=tmp_path, capture_output=True, text=True
     )
+    assert out.returncode == 0, out.stderr
     cli_path, operator_path = out.stdout.split()
     assert cli_path.startswith(str(target))
     assert Path(operator_path).parent == Path(sysconfig.get_paths()["stdlib"])
