@@ -31,8 +31,10 @@ apt:
 
 firmware: apt
 	$(MAKE) -C hardware/firmware
+	$(MAKE) -C hardware/firmware test
 
-rig: apt firmware
+rig: apt
+	$(MAKE) -C hardware/firmware
 	$(MAKE) -C hardware/sim
 
 demo: setup

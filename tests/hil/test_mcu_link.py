@@ -1,0 +1,424 @@
+"""The HIL suite: the motor-controller protocol and its safety behaviour, on every rig.
+
+Each test runs on the Python model, on the firmware in simavr and (with TELEDRIVE_HIL_PORT)
+on a real board. What the MCU says about itself is checked through its telemetry on every
+rig; where the rig can see the pins, the pins are checked too.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from host import DriveStream, HostLink
+from rigs import Pins, Rig, RigUnavailable, time_scale
+
+from teledrive.vehicle.mcu_codec import (
+    Drive,
+    FaultBit,
+    FaultCode,
+    Hello,
+    ResetCause,
+    State,
+    Telemetry,
+    encode_frame,
+)
+
+pytestmark = pytest.mark.hil
+
+LINK_TIMEOUT_MS = 200
+TELEMETRY_PERIOD_MS = 20
+SERVO_CENTRE_US = 1500
+DUTY_TOLERANCE = 4  # Timer2 has 256 steps: per-mille duty is quantised
+SAFETY_MARGIN_MS = 25.0  # rig observation and scheduling on top of a safety bound
+HOST_DRIVER = Path(__file__).parent / "host_driver.py"
+
+
+def scaled(seconds: float) -> float:
+    return seconds * time_scale()
+
+
+def margin_ms() -> float:
+    return SAFETY_MARGIN_MS * time_scale()
+
+
+def needs_pins(rig: Rig) -> None:
+    if not (rig.observes_pins and rig.drives_pins):
+        pytest.skip(f"{rig.name}: this check needs pin access (observe and drive)")
+
+
+def armed(link: HostLink) -> None:
+    link.hello()
+    link.wait_info(scaled(2.0))
+    link.arm()
+    link.wait_telemetry(lambda t: t.state == State.ARMED, scaled(1.0))
+
+
+def running(pins: Pins, duty: int) -> bool:
+    return abs(pins.motor_duty - duty) <= DUTY_TOLERANCE
+
+
+def test_version_handshake(rig: Rig, link: HostLink) -> None:
+    seq = link.send(Hello())
+    info = link.wait_info(scaled(2.0))
+    assert info.proto_version == 1
+    assert info.link_timeout_ms == LINK_TIMEOUT_MS
+    assert info.drive_timeout_ms == LINK_TIMEOUT_MS
+    tel = link.wait_telemetry(lambda t: t.last_seq == seq, scaled(1.0))
+    assert tel.state == State.DISARMED
+    assert tel.motor_duty == 0
+
+
+@pytest.mark.parametrize(
+    ("speed_mmps", "steer_mrad", "duty", "direction", "servo_us"),
+    [(1500, 250, 500, 1, 1750), (-900, -500, -300, -1, 1000), (4000, 900, 1000, 1, 2000)],
+)
+def test_drive_command_sets_outputs(
+    rig: Rig,
+    link: HostLink,
+    speed_mmps: int,
+    steer_mrad: int,
+    duty: int,
+    direction: int,
+    servo_us: int,
+) -> None:
+    armed(link)
+    stream = DriveStream(link, speed_mmps, steer_mrad)
+    try:
+        tel = link.wait_telemetry(lambda t: t.motor_duty != 0, scaled(1.0))
+        assert tel.motor_duty == duty
+        assert tel.speed_cmd_mmps == max(-3000, min(3000, speed_mmps))
+        assert tel.steer_mrad == max(-500, min(500, steer_mrad))
+        clamped = bool(tel.faults & FaultBit.CLAMPED)
+        assert clamped == (abs(speed_mmps) > 3000 or abs(steer_mrad) > 500)
+        if rig.observes_pins:
+            pins = rig.wait_pins(lambda p: p.motor_duty != 0, scaled(1.0))
+            assert running(pins, duty), pins
+            assert pins.direction == direction
+            assert abs(pins.servo_us - servo_us) <= 1, pins
+            assert pins.state == State.ARMED
+    finally:
+        stream.stop()
+
+
+def test_outputs_off_and_centred_while_disarmed(rig: Rig, link: HostLink) -> None:
+    link.hello()
+    link.wait_info(scaled(2.0))
+    stream = DriveStream(link, 1500, 300)  # DRIVE without ARM: accepted, not acted on
+    try:
+        mark = link.mark()
+        link.wait_telemetry(lambda t: t.last_seq != 0, scaled(1.0), since=mark)
+        for _ in range(5):
+            tel = link.wait_telemetry(lambda t: True, scaled(1.0))
+            assert (tel.state, tel.motor_duty, tel.speed_cmd_mmps) == (State.DISARMED, 0, 0)
+        if rig.observes_pins:
+            pins = rig.pins()
+            assert pins.motor_off, pins
+            assert pins.servo_us == SERVO_CENTRE_US, pins
+    finally:
+        stream.stop()
+
+
+def test_telemetry_rate_is_50_hz(rig: Rig, link: HostLink) -> None:
+    frames = 51
+    mark = link.mark()
+    link.wait_for(
+        lambda r: len(link.frames(Telemetry, since=mark)) >= frames, scaled(3.0), since=mark
+    )
+    got = link.frames(Telemetry, since=mark)[:frames]
+    host_rate_hz = (frames - 1) / (got[-1].t_s - got[0].t_s)
+    uptimes = [r.message.uptime_ms for r in got if isinstance(r.message, Telemetry)]
+    mcu_period_ms = (uptimes[-1] - uptimes[0]) / (frames - 1)
+    assert 45.0 <= host_rate_hz <= 55.0, host_rate_hz
+    assert abs(mcu_period_ms - TELEMETRY_PERIOD_MS) <= 1.0, mcu_period_ms
+
+
+def test_link_watchdog_does_not_fire_while_commands_flow(rig: Rig, link: HostLink) -> None:
+    armed(link)
+    stream = DriveStream(link, 600, 0)
+    try:
+        mark = link.mark()
+        link.wait_for(
+            lambda r: len(link.frames(Telemetry, since=mark)) >= 75, scaled(4.0), since=mark
+        )
+        states = [r.message for r in link.frames(Telemetry, since=mark)]
+        assert all(isinstance(t, Telemetry) for t in states)
+        steady = [t for t in states if isinstance(t, Telemetry)][5:]
+        assert all(t.state == State.ARMED and t.motor_duty == 200 for t in steady), steady
+        assert not any(t.faults & (FaultBit.LINK_TIMEOUT | FaultBit.DRIVE_TIMEOUT) for t in steady)
+        if rig.observes_pins:
+            assert running(rig.pins(), 200), rig.pins()
+    finally:
+        stream.stop()
+
+
+def test_heartbeat_keeps_link_but_drive_watchdog_zeroes_outputs(rig: Rig, link: HostLink) -> None:
+    armed(link)
+    link.drive(1500, 200)
+    link.wait_telemetry(lambda t: t.motor_duty == 500, scaled(1.0))
+    deadline = time.monotonic() + scaled(2.0)
+    tel = None
+    while time.monotonic() < deadline:  # heartbeats only, at 50 Hz
+        link.heartbeat()
+        try:
+            tel = link.wait_telemetry(
+                lambda t: bool(t.faults & FaultBit.DRIVE_TIMEOUT), TELEMETRY_PERIOD_MS / 1000
+            )
+            break
+        except TimeoutError:
+            continue
+    assert tel is not None, "DRIVE_TIMEOUT never set while only heartbeats came"
+    assert tel.state == State.ARMED
+    assert (tel.motor_duty, tel.speed_cmd_mmps, tel.steer_mrad) == (0, 0, 0)
+    if rig.observes_pins:
+        pins = rig.wait_pins(lambda p: p.motor_off, scaled(0.5))
+        assert pins.servo_us == SERVO_CENTRE_US
+    link.drive(900, 0)
+    tel = link.wait_telemetry(lambda t: t.motor_duty == 300, scaled(1.0))
+    assert not tel.faults & FaultBit.DRIVE_TIMEOUT
+
+
+def test_link_watchdog_fires_after_200_ms_and_needs_arm(rig: Rig, link: HostLink) -> None:
+    armed(link)
+    stream = DriveStream(link, 1500, -250)
+    link.wait_telemetry(lambda t: t.motor_duty == 500, scaled(1.0))
+    if rig.observes_pins:
+        rig.wait_pins(lambda p: running(p, 500), scaled(1.0))
+    stream.stop()
+    last_send_s = stream.last_send_s
+    tel = link.wait_telemetry(lambda t: t.state != State.ARMED, scaled(1.0))
+    assert tel.state == State.DISARMED
+    assert tel.faults & FaultBit.LINK_TIMEOUT
+    fault = link.wait_fault(FaultCode.LINK_TIMEOUT, scaled(0.5), since=0)
+    assert LINK_TIMEOUT_MS - 2 <= fault.detail <= LINK_TIMEOUT_MS + margin_ms()
+    if rig.observes_pins:
+        pins = rig.wait_pins(lambda p: p.motor_off, scaled(1.0))
+        off_ms = (pins.t_s - last_send_s) * 1000
+        # fires after the timeout (a frame time and a tick early at most), never much later
+        assert LINK_TIMEOUT_MS - 5 <= off_ms <= LINK_TIMEOUT_MS + margin_ms(), off_ms
+        assert pins.servo_us == SERVO_CENTRE_US
+        assert pins.state == State.DISARMED
+    # the link is back but only ARM re-arms
+    stream = DriveStream(link, 1500, 0)
+    try:
+        mark = link.mark()
+        for _ in range(10):
+            tel = link.wait_telemetry(lambda t: True, scaled(1.0))
+            assert tel.state == State.DISARMED
+            assert tel.motor_duty == 0
+        assert link.frames(Telemetry, since=mark)
+        link.arm()
+        tel = link.wait_telemetry(lambda t: t.motor_duty == 500, scaled(1.0))
+        assert not tel.faults & FaultBit.LINK_TIMEOUT
+    finally:
+        stream.stop()
+
+
+def test_host_killed_while_driving_stops_motor_within_200_ms(rig: Rig) -> None:
+    host = subprocess.Popen(
+        [sys.executable, str(HOST_DRIVER), rig.port, "1200", "100"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=HOST_DRIVER.parent,
+        env={**os.environ, "PYTHONPATH": str(HOST_DRIVER.parent)},
+    )
+    try:
+        assert host.stdout is not None
+        assert host.stdout.readline().strip() == "driving"
+        if rig.observes_pins:
+            rig.wait_pins(lambda p: running(p, 400), scaled(2.0))
+        kill_s = time.monotonic()
+        host.send_signal(signal.SIGKILL)
+    finally:
+        host.kill()
+        host.wait()
+        if host.stdout is not None:
+            host.stdout.close()
+    if rig.observes_pins:
+        pins = rig.wait_pins(lambda p: p.motor_off, scaled(2.0))
+        off_ms = (pins.t_s - kill_s) * 1000
+        assert off_ms <= LINK_TIMEOUT_MS + margin_ms(), off_ms
+        assert pins.servo_us == SERVO_CENTRE_US
+    # a new host finds the MCU disarmed by the link watchdog
+    with HostLink(rig.port) as link:
+        link.hello()
+        link.wait_info(scaled(2.0))
+        tel = link.wait_telemetry(lambda t: True, scaled(1.0))
+        assert tel.state == State.DISARMED
+        assert tel.motor_duty == 0
+        assert tel.faults & FaultBit.LINK_TIMEOUT
+
+
+def _garbage() -> bytes:
+    drive = encode_frame(Drive(speed_mmps=3000, steer_mrad=400), 60000)
+    bad_crc = bytearray(drive)
+    bad_crc[5] ^= 0x40
+    pattern = bytes((i * 73 + 11) % 256 for i in range(200))
+    return b"".join(
+        [
+            pattern,  # noise with zeros in it
+            bytes([0x41]) * 90 + b"\x00",  # a run longer than any frame
+            drive[: len(drive) // 2] + b"\x00",  # truncated DRIVE
+            drive[3:],  # DRIVE missing its start
+            bytes(bad_crc),  # DRIVE with a bad CRC
+        ]
+    )
+
+
+def test_garbage_and_truncated_frames_resync_without_motion(rig: Rig, link: HostLink) -> None:
+    armed(link)
+    before = link.wait_telemetry(lambda t: True, scaled(1.0))
+    start_s = time.monotonic()
+    link.write_raw(_garbage())
+    link.heartbeat()
+    tel = link.wait_telemetry(lambda t: t.rx_errors >= before.rx_errors + 4, scaled(1.0))
+    assert tel.state == State.ARMED
+    assert tel.motor_duty == 0
+    link.wait_fault(FaultCode.FRAME_ERROR, scaled(1.0), since=0)
+    assert link.frames(Telemetry), "telemetry kept flowing"
+    seen = [r.message for r in link.frames(Telemetry) if r.t_s >= start_s]
+    assert all(isinstance(t, Telemetry) and t.motor_duty == 0 for t in seen), seen
+    if rig.observes_pins:
+        assert rig.pins().motor_off, rig.pins()
+    # the next good frame is understood
+    link.drive(600, 0)
+    link.wait_telemetry(lambda t: t.motor_duty == 200, scaled(1.0))
+    if rig.observes_pins:
+        pins = rig.wait_pins(lambda p: p.motor_duty != 0, scaled(1.0))
+        assert running(pins, 200)
+        assert pins.t_s > start_s
+
+
+def test_software_estop_latches_until_arm(rig: Rig, link: HostLink) -> None:
+    armed(link)
+    stream = DriveStream(link, 900, 0)
+    try:
+        link.wait_telemetry(lambda t: t.motor_duty == 300, scaled(1.0))
+        link.estop()
+        tel = link.wait_telemetry(lambda t: t.state == State.ESTOP, scaled(1.0))
+        assert tel.faults & FaultBit.ESTOP_LATCHED
+        assert tel.motor_duty == 0
+        link.wait_fault(FaultCode.ESTOP_CMD, scaled(1.0), since=0)
+        for _ in range(5):  # DRIVE keeps coming: still latched
+            tel = link.wait_telemetry(lambda t: True, scaled(1.0))
+            assert tel.state == State.ESTOP
+            assert tel.motor_duty == 0
+        if rig.observes_pins:
+            assert rig.pins().motor_off
+        link.arm()
+        tel = link.wait_telemetry(lambda t: t.motor_duty == 300, scaled(1.0))
+        assert tel.state == State.ARMED
+        assert not tel.faults & FaultBit.ESTOP_LATCHED
+    finally:
+        stream.stop()
+
+
+def test_estop_pin_latch_and_rearm_rules(rig: Rig, link: HostLink) -> None:
+    needs_pins(rig)
+    armed(link)
+    stream = DriveStream(link, 1500, 0)
+    try:
+        rig.wait_pins(lambda p: running(p, 500), scaled(1.0))
+        press_s = time.monotonic()
+        rig.set_estop_pin(True)
+        pins = rig.wait_pins(lambda p: p.motor_off, scaled(1.0))
+        assert (pins.t_s - press_s) * 1000 <= margin_ms()
+        tel = link.wait_telemetry(lambda t: t.state == State.ESTOP, scaled(1.0))
+        assert tel.faults & FaultBit.ESTOP_PIN
+        assert tel.faults & FaultBit.ESTOP_LATCHED
+        link.wait_fault(FaultCode.ESTOP_PIN, scaled(1.0), since=0)
+        # ARM is refused while the pin is held
+        mark = link.mark()
+        link.arm()
+        refused = link.wait_fault(FaultCode.ARM_REFUSED, scaled(1.0), since=mark)
+        assert refused.detail & FaultBit.ESTOP_PIN
+        tel = link.wait_telemetry(lambda t: True, scaled(1.0))
+        assert tel.state == State.ESTOP
+        assert tel.motor_duty == 0
+        # released: still latched until ARM
+        rig.set_estop_pin(False)
+        tel = link.wait_telemetry(lambda t: not t.faults & FaultBit.ESTOP_PIN, scaled(1.0))
+        assert tel.state == State.ESTOP
+        assert tel.faults & FaultBit.ESTOP_LATCHED
+        for _ in range(3):
+            tel = link.wait_telemetry(lambda t: True, scaled(1.0))
+            assert tel.state == State.ESTOP
+            assert tel.motor_duty == 0
+        assert rig.pins().motor_off
+        link.arm()
+        tel = link.wait_telemetry(lambda t: t.motor_duty == 500, scaled(1.0))
+        assert tel.state == State.ARMED
+        assert not tel.faults & FaultBit.ESTOP_LATCHED
+        rig.wait_pins(lambda p: running(p, 500), scaled(1.0))
+    finally:
+        stream.stop()
+
+
+def test_port_closed_and_reopened_stays_disarmed_until_armed(rig: Rig) -> None:
+    link = HostLink(rig.port)
+    try:
+        armed(link)
+        stream = DriveStream(link, 1500, 0)
+        link.wait_telemetry(lambda t: t.motor_duty == 500, scaled(1.0))
+        if rig.observes_pins:
+            rig.wait_pins(lambda p: running(p, 500), scaled(1.0))
+        try:
+            rig.hangup()  # the cable is pulled under the host
+            hung_up = True
+        except RigUnavailable:
+            hung_up = False
+        stream.stop()
+    finally:
+        link.close()  # the host closes the port (on its own if the rig cannot hang up)
+    if rig.observes_pins:
+        rig.wait_pins(lambda p: p.motor_off, scaled(1.0))
+    if hung_up:
+        rig.reopen()
+    with HostLink(rig.port) as again:
+        again.hello()
+        again.wait_info(scaled(2.0))
+        tel = again.wait_telemetry(lambda t: True, scaled(1.0))
+        assert tel.state == State.DISARMED
+        assert tel.faults & FaultBit.LINK_TIMEOUT
+        stream = DriveStream(again, 1500, 0)
+        try:
+            for _ in range(10):
+                tel = again.wait_telemetry(lambda t: True, scaled(1.0))
+                assert tel.state == State.DISARMED
+                assert tel.motor_duty == 0
+            again.arm()
+            again.wait_telemetry(lambda t: t.motor_duty == 500, scaled(1.0))
+            if rig.observes_pins:
+                rig.wait_pins(lambda p: running(p, 500), scaled(1.0))
+        finally:
+            stream.stop()
+
+
+def test_hung_firmware_is_reset_by_hardware_watchdog(rig: Rig, link: HostLink) -> None:
+    needs_pins(rig)
+    armed(link)
+    stream = DriveStream(link, 1500, 0)
+    try:
+        rig.wait_pins(lambda p: running(p, 500), scaled(1.0))
+        hang_s = time.monotonic()
+        rig.hang_firmware()
+        pins = rig.wait_pins(lambda p: p.motor_off, scaled(1.0))
+        assert (pins.t_s - hang_s) * 1000 <= 120 + 10 + margin_ms()  # WDTO_120MS, +-10 %
+        tel = link.wait_telemetry(lambda t: t.reset_cause == ResetCause.WATCHDOG, scaled(2.0))
+        assert tel.state == State.DISARMED
+        assert tel.faults & FaultBit.WDT_RESET
+        link.wait_fault(FaultCode.WDT_RESET, scaled(1.0), since=0)
+        for _ in range(5):  # DRIVE keeps coming: a reset MCU stays disarmed
+            tel = link.wait_telemetry(lambda t: True, scaled(1.0))
+            assert tel.state == State.DISARMED
+            assert tel.motor_duty == 0
+        link.arm()
+        tel = link.wait_telemetry(lambda t: t.motor_duty == 500, scaled(1.0))
+        assert not tel.faults & FaultBit.WDT_RESET
+    finally:
+        stream.stop()
