@@ -21,7 +21,9 @@ from typing import Any
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
+from teledrive.operator.g2g import GlassToGlass
 from teledrive.operator.patterns import CommandSource, ScriptedPattern
+from teledrive.operator.video_receive import install_fast_jitter_buffer
 from teledrive.shared import channels as ch
 from teledrive.shared import messages as m
 from teledrive.shared.clock_sync import ClockSync
@@ -36,6 +38,12 @@ CLOCK_SYNC_EVERY = 2
 TAKEOVER_EVERY = 5
 COMMAND_TTL_MS = 250.0
 CONNECT_RETRY_S = 2.0
+SESSION_DEAD_S = 1.5
+SESSION_SETUP_S = 10.0
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
 
 
 @dataclass
@@ -61,6 +69,7 @@ class OperatorStats:
     errors: int = 0
     sessions: int = 0
     last_telemetry: m.Telemetry | None = None
+    g2g: GlassToGlass = field(default_factory=GlassToGlass)
 
     def video_fps(self) -> float:
         """Mean frame rate between the first and the last frame."""
@@ -80,6 +89,8 @@ class OperatorStats:
             "commands_applied": self.commands_applied,
             "telemetry_received": self.telemetry_received,
             "rtt_ms_p50": round(statistics.median(rtt), 3) if rtt else None,
+            "g2g_ms_p50": _round(self.g2g.percentile(0.5)),
+            "g2g_ms_p95": _round(self.g2g.percentile(0.95)),
             "errors": self.errors,
             "sessions": self.sessions,
             "mode": self.last_telemetry.mode if self.last_telemetry else None,
@@ -97,6 +108,10 @@ class OperatorClient:
         source: where drive commands come from (a scripted pattern by default).
         clock: monotonic clock in seconds; wire timestamps are this clock in ms.
         on_frame: called with (camera name, av.VideoFrame) for every decoded frame.
+        on_message: called with every valid message from the hub or the vehicle, after the
+            client has handled it (the console shows mode changes, alerts, presence...).
+        fast_video: release each video frame as soon as it is complete (teledrive's jitter
+            buffer) instead of aiortc's one-frame-late release.
     """
 
     def __init__(
@@ -108,12 +123,19 @@ class OperatorClient:
         source: CommandSource | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_frame: Callable[[str, Any], None] | None = None,
+        on_message: Callable[[m.Message], None] | None = None,
+        fast_video: bool = True,
     ) -> None:
         self.vehicle_id = vehicle_id
         self.source: CommandSource = source or ScriptedPattern()
         self._clock = clock
         self._on_frame = on_frame
+        self._on_message = on_message
+        self.fast_video = fast_video
+        self._last_telemetry_s: float | None = None
+        self._session_started_s: float | None = None
         self.stats = OperatorStats()
+        self.g2g = self.stats.g2g
         self.clock_sync = ClockSync()
         self.signaling = SignalingClient(
             hub_url,
@@ -230,6 +252,8 @@ class OperatorClient:
                     await self._maybe_connect()
             case _:
                 pass
+        if self._on_message is not None:
+            self._on_message(message)
 
     async def _answer(self, session_id: str, sdp: str) -> None:
         await self._close_pc()
@@ -238,6 +262,12 @@ class OperatorClient:
         self.pc = pc
         pc.on("track", self._on_track)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        if self.fast_video:
+            for transceiver in pc.getTransceivers():
+                if transceiver.kind == "video":
+                    install_fast_jitter_buffer(transceiver.receiver)
+        self._session_started_s = self._clock()
+        self._last_telemetry_s = None
         self.channels = ch.open_channels(pc, self._on_data, self._on_data_error)
         self.channels.drive.raw.on("open", self.connected.set)
         await pc.setLocalDescription(await pc.createAnswer())
@@ -264,6 +294,10 @@ class OperatorClient:
                     stats.first_frame_s = now_s
                 stats.last_frame_s = now_s
                 self._last_frame_s = now_s
+                if frame.pts is not None:
+                    now_ms = now_s * 1000.0
+                    offset_ms = self.clock_sync.offset_at(now_ms)
+                    self.g2g.on_decoded(name, int(frame.pts), now_ms, offset_ms)
                 if self._on_frame is not None:
                     self._on_frame(name, frame)
 
@@ -275,7 +309,11 @@ class OperatorClient:
     def _on_data(self, message: m.DataMessage) -> None:
         now_ms = self.now_ms()
         match message:
+            case m.FrameTimes(frames=frames):
+                for item in frames:
+                    self.g2g.on_captured(item.camera, item.pts, item.capture_ms)
             case m.Telemetry():
+                self._last_telemetry_s = self._clock()
                 self.stats.telemetry_received += 1
                 self.stats.commands_applied = message.commands_applied
                 self.stats.last_telemetry = message
@@ -306,6 +344,8 @@ class OperatorClient:
                 self.acks.append(message)
             case _:
                 pass
+        if self._on_message is not None:
+            self._on_message(message)
 
     # -- loops ------------------------------------------------------------------------------
 
@@ -359,6 +399,12 @@ class OperatorClient:
         while True:
             await asyncio.sleep(FRESHNESS_PERIOD_S)
             count += 1
+            if self._session_dead():
+                log.warning("no telemetry from the vehicle for %.1f s: new session", SESSION_DEAD_S)
+                await self._close_pc()
+                self._connect_sent_s = None
+                await self._maybe_connect()
+                continue
             channels = self.channels
             if channels is None or not channels.telemetry.open:
                 continue
@@ -370,6 +416,20 @@ class OperatorClient:
                 channels.telemetry.send(m.TimeRequest(id=request_id, t1=t1))
             if count % TAKEOVER_EVERY == 0 and self.want_control and not self.in_control:
                 channels.events.send(m.Takeover())
+
+    def _session_dead(self) -> bool:
+        """A session whose vehicle went silent (aiortc takes ~30 s to notice by itself)."""
+        if self.pc is None or self._session_started_s is None:
+            return False
+        last_s = self._last_telemetry_s
+        if last_s is None:
+            return self._clock() - self._session_started_s > SESSION_SETUP_S
+        return self._clock() - last_s > SESSION_DEAD_S
+
+    async def list_vehicles(self) -> None:
+        """Asks the hub for its vehicles (the answer goes to ``on_message``)."""
+        with contextlib.suppress(LinkError):
+            await self.signaling.send(m.ListVehicles())
 
     @property
     def in_control(self) -> bool:

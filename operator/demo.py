@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -17,6 +18,9 @@ from typing import Any
 
 from teledrive.shared.errors import LinkError
 
+REPO = Path(__file__).resolve().parents[1]
+FIRMWARE_ELF = REPO / "hardware" / "firmware" / "build" / "teledrive_mcu.elf"
+SIMAVR_RIG = REPO / "hardware" / "sim" / "build" / "teledrive_rig"
 DEMO_VEHICLE_ID = "demo-van"
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 5.0
@@ -86,38 +90,123 @@ async def stop_process(proc: asyncio.subprocess.Process) -> None:
         await proc.wait()
 
 
-async def run_demo(*, headless: bool, seconds: float | None, mcu: str = "sim") -> int:
-    """Runs the demo; returns the exit status."""
-    del mcu  # only the Python simulated MCU so far
+def has_display() -> bool:
+    """Whether a desktop session is there to show the console on."""
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+async def start_simavr_mcu(
+    folder: Path,
+) -> tuple[asyncio.subprocess.Process, str, asyncio.Task[None]]:
+    """Starts the real firmware in simavr behind a pty.
+
+    Returns:
+        The rig process, the pty path, and the task that reads the rig's pin reports (cancel
+        it when the rig stops).
+    """
+    for path, what in ((SIMAVR_RIG, "rig binary"), (FIRMWARE_ELF, "firmware ELF")):
+        if not path.exists():
+            raise LinkError(f"--mcu simavr: {what} {path} is missing; run `make rig` first")
+    link = folder / "ttyMCU"
+    rig = await asyncio.create_subprocess_exec(
+        str(SIMAVR_RIG),
+        "--elf",
+        str(FIRMWARE_ELF),
+        "--pty",
+        str(link),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    if rig.stdout is None:
+        raise LinkError("simavr rig: no stdout")
+    try:
+        async with asyncio.timeout(START_TIMEOUT_S):
+            while not (await rig.stdout.readline()).startswith(b"ready"):
+                if rig.stdout.at_eof():
+                    raise LinkError("simavr rig exited before it was ready")
+    except TimeoutError as err:
+        await stop_process(rig)
+        raise LinkError("simavr rig did not become ready in time") from err
+    # The rig reports every pin change on stdout: keep reading so its pipe never fills.
+    drain = asyncio.create_task(_drain(rig.stdout))
+    return rig, str(link), drain
+
+
+async def _drain(stream: asyncio.StreamReader) -> None:
+    while await stream.read(65536):
+        pass
+
+
+async def run_demo(
+    *, headless: bool, seconds: float | None, mcu: str = "sim", screenshot: str | None = None
+) -> int:
+    """Runs the demo; returns the exit status.
+
+    Args:
+        headless: drive with the headless operator and print a JSON summary.
+        seconds: stop after this long (None: until Ctrl-C).
+        mcu: ``sim`` (Python model on a pty) or ``simavr`` (the real firmware in simavr).
+        screenshot: run the console offscreen and save a PNG of it here.
+    """
     hub, hub_url = await start_hub()
     procs = [hub]
+    drain: asyncio.Task[None] | None = None
     try:
         with tempfile.TemporaryDirectory(prefix="teledrive-demo-") as tmp:
-            config = write_vehicle_config(Path(tmp), hub_url)
+            motor_url = "sim://"
+            if mcu == "simavr":
+                rig, motor_url, drain = await start_simavr_mcu(Path(tmp))
+                procs.append(rig)
+            config = write_vehicle_config(Path(tmp), hub_url, motor_url=motor_url)
             vehicle = await asyncio.create_subprocess_exec(
                 *teledrive_argv("vehicle", "--config", str(config))
             )
             procs.append(vehicle)
+            if screenshot is not None or (not headless and has_display()):
+                return await _run_console(procs, hub_url, seconds, screenshot)
             if not headless:
                 print(
-                    "teledrive demo: no desktop console yet; running the headless operator "
-                    "(Ctrl-C to stop)",
+                    "teledrive demo: no display, so the headless operator drives (Ctrl-C to stop)",
                     file=sys.stderr,
                 )
-            argv = ["operator", "--hub", hub_url, "--vehicle", DEMO_VEHICLE_ID, "--headless"]
-            argv += ["--json"]
-            if seconds is not None:
-                argv += ["--seconds", str(seconds)]
-            operator = await asyncio.create_subprocess_exec(
-                *teledrive_argv(*argv), stdout=asyncio.subprocess.PIPE
-            )
-            procs.append(operator)
-            out, _ = await operator.communicate()
-            lines = out.decode().strip().splitlines()
-            summary: dict[str, Any] = json.loads(lines[-1]) if lines else {"errors": 1}
-            summary["demo"] = {"hub": hub_url, "vehicle": DEMO_VEHICLE_ID}
-            print(json.dumps(summary), flush=True)
-            return 0 if operator.returncode == 0 else 1
+            return await _run_headless(procs, hub_url, seconds)
     finally:
         for proc in reversed(procs):
             await stop_process(proc)
+        if drain is not None:
+            drain.cancel()
+
+
+async def _run_console(
+    procs: list[asyncio.subprocess.Process],
+    hub_url: str,
+    seconds: float | None,
+    screenshot: str | None,
+) -> int:
+    argv = ["console", "--hub", hub_url, "--vehicle", DEMO_VEHICLE_ID]
+    if screenshot is not None:
+        argv += ["--screenshot", screenshot, "--seconds", str(seconds or 8.0)]
+    elif seconds is not None:
+        argv += ["--seconds", str(seconds)]
+    console = await asyncio.create_subprocess_exec(*teledrive_argv(*argv))
+    procs.append(console)
+    return await console.wait()
+
+
+async def _run_headless(
+    procs: list[asyncio.subprocess.Process], hub_url: str, seconds: float | None
+) -> int:
+    argv = ["operator", "--hub", hub_url, "--vehicle", DEMO_VEHICLE_ID, "--headless", "--json"]
+    if seconds is not None:
+        argv += ["--seconds", str(seconds)]
+    operator = await asyncio.create_subprocess_exec(
+        *teledrive_argv(*argv), stdout=asyncio.subprocess.PIPE
+    )
+    procs.append(operator)
+    out, _ = await operator.communicate()
+    lines = out.decode().strip().splitlines()
+    summary: dict[str, Any] = json.loads(lines[-1]) if lines else {"errors": 1}
+    summary["demo"] = {"hub": hub_url, "vehicle": DEMO_VEHICLE_ID}
+    print(json.dumps(summary), flush=True)
+    return 0 if operator.returncode == 0 else 1

@@ -52,11 +52,23 @@ def _add_operator(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--json", action="store_true", help="print the statistics as one JSON line")
 
 
+def _add_console(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "console",
+        help="the operator's desktop console (teledrive console --help for its options)",
+        add_help=False,
+    )
+    p.add_argument("console_args", nargs=argparse.REMAINDER)
+
+
 def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="hub + simulated vehicle + operator on this machine")
     p.add_argument("--headless", action="store_true", help="headless operator, JSON summary")
     p.add_argument("--seconds", type=float, help="stop after N seconds (default: run until ^C)")
-    p.add_argument("--mcu", choices=["sim"], default="sim", help="motor controller to use")
+    p.add_argument("--mcu", choices=["sim", "simavr"], default="sim", help="motor controller")
+    p.add_argument(
+        "--screenshot", metavar="PATH", help="run the console offscreen, save a PNG of it, exit"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_hub(sub)
     _add_vehicle(sub)
     _add_operator(sub)
+    _add_console(sub)
     _add_demo(sub)
     return parser
 
@@ -133,11 +146,20 @@ async def _operator(args: argparse.Namespace) -> int:
 async def _demo(args: argparse.Namespace) -> int:
     from teledrive.operator.demo import run_demo
 
-    return await run_demo(headless=args.headless, seconds=args.seconds, mcu=args.mcu)
+    return await run_demo(
+        headless=args.headless, seconds=args.seconds, mcu=args.mcu, screenshot=args.screenshot
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the ``teledrive`` command; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["console"]:
+        # The console parses its own options (argparse cannot pass "--x" through REMAINDER).
+        from teledrive.operator.console.app import main_console
+
+        logging.basicConfig(level=logging.WARNING)
+        return main_console(argv[1:])
     args = build_parser().parse_args(argv)
     level = logging.WARNING - 10 * args.verbose
     logging.basicConfig(

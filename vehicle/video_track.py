@@ -78,6 +78,9 @@ class CameraVideoTrack(MediaStreamTrack):
         h264: H264Settings | None = H264Settings(),  # noqa: B008  (frozen, shared safely)
     ) -> None:
         super().__init__()
+        # The remote track id (SDP msid) is the camera name, so the operator knows which
+        # camera a track shows (names are unique per vehicle).
+        self._id = camera.name
         if max_bitrate_bps is not None and max_bitrate_bps <= 0:
             raise ConfigError(
                 f"camera {camera.name!r}: max_bitrate_bps must be > 0, got {max_bitrate_bps}"
@@ -196,7 +199,11 @@ class CameraVideoTrack(MediaStreamTrack):
     # -- bitrate ---------------------------------------------------------------------------
 
     def bind_sender(self, sender: RTCRtpSender) -> None:
-        """Tell the track which sender encodes it, so that ``max_bitrate_bps`` can be applied."""
+        """Tell the track which sender sends it (see :func:`add_camera_track`).
+
+        Needed for teledrive's own H.264 encoder (codec detection, PLI, REMB) and for
+        ``max_bitrate_bps``; an unbound track hands aiortc raw frames.
+        """
         self._sender = sender
 
     def _aiortc_encoder(self) -> Any:

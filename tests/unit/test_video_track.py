@@ -8,9 +8,11 @@ import queue
 import threading
 from collections.abc import Iterator
 
+import av
 import numpy as np
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
+from aiortc.codecs.h264 import H264Encoder
 
 from teledrive.shared.errors import ConfigError
 from teledrive.vehicle.camera import Camera, FrameSource, Image, draw_frame_counter
@@ -215,5 +217,72 @@ async def test_prefer_h264_puts_h264_first_then_vp8() -> None:
         assert codecs_in_order.index("VP8") > max(
             i for i, c in enumerate(codecs_in_order) if c == "H264"
         )
+    finally:
+        await pc.close()
+
+
+class FakeH264Sender:
+    """Holds a real aiortc H264Encoder in the private slots the track reads."""
+
+    def __init__(self) -> None:
+        self._RTCRtpSender__encoder: H264Encoder | None = None
+        self._RTCRtpSender__force_keyframe = False
+
+
+def nal_types(access_unit: bytes) -> list[int]:
+    return [u[0] & 0x1F for u in access_unit.split(b"\x00\x00\x01") if u.strip(b"\x00")]
+
+
+async def test_own_h264_encoder_takes_over_once_aiortc_chose_h264(rig: Rig) -> None:
+    track = CameraVideoTrack(rig.camera, max_bitrate_bps=700_000)
+    sender = FakeH264Sender()
+    track.bind_sender(sender)  # type: ignore[arg-type]
+    rig.publish(1.0, 1)
+    await rig.wait_index(1)
+    first = await asyncio.wait_for(track.recv(), WAIT_S)
+    assert isinstance(first, av.VideoFrame)  # aiortc's encoder does not exist yet
+
+    sender._RTCRtpSender__encoder = H264Encoder()
+    sender._RTCRtpSender__encoder.target_bitrate = 2_000_000  # as a REMB would set it
+    rig.publish(1.1, 2)
+    await rig.wait_index(2)
+    second = await asyncio.wait_for(track.recv(), WAIT_S)
+    assert isinstance(second, av.Packet)
+    assert second.pts == round(0.1 * VIDEO_CLOCK_HZ)
+    assert 5 in nal_types(bytes(second))  # a fresh encoder starts with an IDR
+    assert track._h264 is not None
+    assert track._h264.bitrate_bps == 700_000  # REMB target clamped by the cap
+
+    rig.publish(1.2, 3)
+    await rig.wait_index(3)
+    third = await asyncio.wait_for(track.recv(), WAIT_S)
+    assert 5 not in nal_types(bytes(third))
+
+    sender._RTCRtpSender__force_keyframe = True  # a PLI arrived
+    rig.publish(1.3, 4)
+    await rig.wait_index(4)
+    fourth = await asyncio.wait_for(track.recv(), WAIT_S)
+    assert 5 in nal_types(bytes(fourth))
+    assert sender._RTCRtpSender__force_keyframe is False
+    assert track.frames_self_encoded == 3
+    track.stop()
+
+
+async def test_without_own_encoder_aiortc_encodes_every_frame(rig: Rig) -> None:
+    track = CameraVideoTrack(rig.camera, h264=None)
+    sender = FakeH264Sender()
+    sender._RTCRtpSender__encoder = H264Encoder()
+    track.bind_sender(sender)  # type: ignore[arg-type]
+    rig.publish(1.0, 1)
+    await rig.wait_index(1)
+    assert isinstance(await asyncio.wait_for(track.recv(), WAIT_S), av.VideoFrame)
+    track.stop()
+
+
+async def test_real_sender_still_has_the_private_keyframe_flag(rig: Rig) -> None:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        sender = pc.addTrack(CameraVideoTrack(rig.camera))
+        assert hasattr(sender, "_RTCRtpSender__force_keyframe"), "aiortc internals changed"
     finally:
         await pc.close()

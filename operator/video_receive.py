@@ -1,0 +1,558 @@
+"""Low-latency video receive path: a jitter buffer that releases a frame as soon as it is whole.
+
+Stock aiortc (1.16) assembles a video frame only when the first packet of the *next* frame
+arrives, which adds one whole frame interval (33 ms at 30 fps) to every picture.
+:class:`FastJitterBuffer` releases a frame the moment its last packet is in, and still never
+hands the decoder an incomplete frame.
+
+When is a frame whole? All its packets share one RTP timestamp and occupy consecutive
+sequence numbers from its first packet to its last. The last packet is the one with the RTP
+marker bit (or, for senders that do not set it, the one followed by a packet with a new
+timestamp). The first packet is known when
+
+- the previous sequence number was the end of the previous frame (released or present with
+  the marker bit or another timestamp), or
+- the payload says so: for H.264 (RFC 6184) the first NAL unit of the packet (single NAL,
+  first unit of a STAP-A, or an FU-A with the start bit) is an access unit delimiter, SEI,
+  SPS or PPS, or a slice with ``first_mb_in_slice == 0`` — each of which starts a new access
+  unit (H.264 7.4.1.2.3) — but a first slice may have lost parameter sets before it, so
+  after a gap only a self-contained keyframe (SPS, PPS and IDR all present) is released;
+  for VP8 (RFC 7741) the payload descriptor has S=1 and partition index 0.
+
+Loss. A gap before a complete frame is first given ``max_wait_ticks`` of RTP time for a
+retransmission (aiortc sends NACKs and the sender answers from its history). After that the
+incomplete frame is dropped, and since later inter frames would reference it, the buffer
+releases nothing but a keyframe (H.264 IDR, VP8 key frame) and asks for one (PLI, repeated at
+most every ``keyframe_request_interval_ticks`` while waiting). A complete keyframe found
+anywhere in the buffer ends the wait at once and supersedes everything older. The buffer
+also waits for a keyframe at start.
+
+Sequence numbers are unwrapped to 64 bits, RTP timestamps compared modulo 2**32, so both
+wrap-arounds are invisible. A sequence jump beyond ``capacity`` (forward, or backward beyond
+it: a restarted sender) resets the buffer.
+
+The buffer is sans-I/O: RTP packets in (already depayloaded by the receiver into ``_data``,
+as aiortc's receiver does), ``(keyframe_wanted, frame)`` out, with the same signature as
+aiortc's ``JitterBuffer.add``. :func:`install_fast_jitter_buffer` puts one into an aiortc
+receiver.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.rtp import RtpPacket
+
+from teledrive.shared.errors import TeledriveError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CAPACITY_PACKETS = 512
+VIDEO_CLOCK_HZ = 90_000
+DEFAULT_MAX_WAIT_TICKS = VIDEO_CLOCK_HZ * 60 // 1000  # 60 ms for a retransmission
+DEFAULT_KEYFRAME_REQUEST_INTERVAL_TICKS = VIDEO_CLOCK_HZ * 200 // 1000
+
+_SEQ_MODULO = 1 << 16
+_TS_MODULO = 1 << 32
+_TS_HALF = 1 << 31
+
+# H.264 NAL unit types (ITU-T H.264 table 7-1, RFC 6184)
+_NAL_SLICE = 1
+_NAL_IDR = 5
+_NAL_SEI = 6
+_NAL_SPS = 7
+_NAL_PPS = 8
+_NAL_AUD = 9
+_NAL_STAP_A = 24
+_NAL_FU_A = 28
+_NAL_AU_STARTERS = frozenset({_NAL_SEI, _NAL_SPS, _NAL_PPS, _NAL_AUD})
+
+_ATTR_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
+_ATTR_CODECS = "_RTCRtpReceiver__codecs"
+_ATTR_KIND = "_RTCRtpReceiver__kind"
+
+
+class AiortcInternalsError(TeledriveError, RuntimeError):
+    """aiortc's receiver no longer looks the way :func:`install_fast_jitter_buffer` expects."""
+
+
+def ts_diff(a: int, b: int) -> int:
+    """``a - b`` for 32-bit RTP timestamps, in (-2**31, 2**31], correct across wrap-around."""
+    return ((a - b + _TS_HALF) % _TS_MODULO) - _TS_HALF
+
+
+# -- codec knowledge (pure functions of the RTP payload) -------------------------------------
+
+
+def _h264_first_nal(payload: bytes) -> tuple[int, int] | None:
+    """(NAL type, offset of the byte after its header) of the NAL unit this packet starts.
+
+    None when the packet does not start a NAL unit (an FU-A continuation) or is malformed.
+    """
+    if len(payload) < 2:
+        return None
+    nal_type = payload[0] & 0x1F
+    if nal_type == _NAL_FU_A:
+        if not payload[1] & 0x80:
+            return None
+        return payload[1] & 0x1F, 2
+    if nal_type == _NAL_STAP_A:
+        if len(payload) < 4:
+            return None
+        return payload[3] & 0x1F, 4
+    return nal_type, 1
+
+
+def h264_starts_frame(payload: bytes) -> bool:
+    """Whether this H.264 RTP payload is the first packet of an access unit."""
+    first = _h264_first_nal(payload)
+    if first is None:
+        return False
+    nal_type, body = first
+    if nal_type in _NAL_AU_STARTERS:
+        return True
+    if nal_type in (_NAL_SLICE, _NAL_IDR):
+        # first_mb_in_slice is ue(v); the value 0 is coded as the single bit "1".
+        return len(payload) > body and bool(payload[body] & 0x80)
+    return False
+
+
+def h264_nal_types(payload: bytes) -> list[int]:
+    """NAL unit types that begin in this H.264 RTP payload (all units of a STAP-A)."""
+    if len(payload) < 2:
+        return []
+    nal_type = payload[0] & 0x1F
+    if nal_type == _NAL_FU_A:
+        return [payload[1] & 0x1F] if payload[1] & 0x80 else []
+    if nal_type != _NAL_STAP_A:
+        return [nal_type]
+    types = []
+    pos = 1
+    while pos + 2 < len(payload):
+        size = int.from_bytes(payload[pos : pos + 2], "big")
+        if size == 0 or pos + 2 + size > len(payload):
+            break
+        types.append(payload[pos + 2] & 0x1F)
+        pos += 2 + size
+    return types
+
+
+def _vp8_descriptor(payload: bytes) -> tuple[bool, int] | None:
+    """(S bit, offset of the VP8 payload) from an RFC 7741 payload descriptor, or None."""
+    if not payload:
+        return None
+    first = payload[0]
+    start = bool(first & 0x10) and (first & 0x0F) == 0
+    pos = 1
+    if first & 0x80:
+        if len(payload) < 2:
+            return None
+        ext = payload[1]
+        pos = 2
+        if ext & 0x80:  # I: picture id, 7 or 15 bits
+            if len(payload) <= pos:
+                return None
+            pos += 2 if payload[pos] & 0x80 else 1
+        if ext & 0x40:  # L: TL0PICIDX
+            pos += 1
+        if ext & 0x30:  # T or K: one shared octet
+            pos += 1
+    if pos > len(payload):
+        return None
+    return start, pos
+
+
+def vp8_starts_frame(payload: bytes) -> bool:
+    """Whether this VP8 RTP payload is the first packet of a frame (S=1, partition 0)."""
+    descriptor = _vp8_descriptor(payload)
+    return descriptor is not None and descriptor[0]
+
+
+def vp8_is_keyframe(payload: bytes) -> bool:
+    """Whether this VP8 RTP payload starts a key frame (inverse key frame flag P is 0)."""
+    descriptor = _vp8_descriptor(payload)
+    if descriptor is None or not descriptor[0]:
+        return False
+    pos = descriptor[1]
+    return len(payload) > pos and not payload[pos] & 0x01
+
+
+@dataclass(frozen=True, slots=True)
+class _CodecRules:
+    starts_frame: Callable[[bytes], bool]
+    is_keyframe: Callable[[list[RtpPacket]], bool]
+
+
+def _h264_keyframe(packets: list[RtpPacket]) -> bool:
+    # Self-contained: an IDR picture with its parameter sets. Then it decodes whatever was
+    # lost before it, and a frame "start" found by payload inspection (a first slice whose
+    # SPS/PPS packet was lost) cannot pass for one.
+    types = {t for p in packets for t in h264_nal_types(p.payload)}
+    return {_NAL_IDR, _NAL_SPS, _NAL_PPS} <= types
+
+
+def _vp8_keyframe(packets: list[RtpPacket]) -> bool:
+    return bool(packets) and vp8_is_keyframe(packets[0].payload)
+
+
+_RULES: dict[str, _CodecRules] = {
+    "h264": _CodecRules(h264_starts_frame, _h264_keyframe),
+    "vp8": _CodecRules(vp8_starts_frame, _vp8_keyframe),
+}
+
+
+def _depayloaded(packet: RtpPacket) -> bytes:
+    """The codec bitstream of a packet: aiortc's receiver stores it in ``_data``."""
+    data = getattr(packet, "_data", None)
+    return data if isinstance(data, bytes) else packet.payload
+
+
+# -- the buffer ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class JitterStats:
+    """Counters of what the buffer did; each bad or useless packet is counted, never raised."""
+
+    frames_released: int = 0
+    frames_dropped: int = 0
+    """Frames given up (incomplete past the wait, or inter frames while awaiting a keyframe)."""
+    packets_late: int = 0
+    """Packets of frames already released or dropped."""
+    packets_duplicate: int = 0
+    keyframe_requests: int = 0
+    resets: int = 0
+
+
+class FastJitterBuffer:
+    """Reassembles video frames from RTP packets and releases each as soon as it is complete.
+
+    Drop-in for aiortc's video ``JitterBuffer`` (``add(packet) -> (pli_flag, frame)``).
+
+    Args:
+        codec_name_for_payload_type: maps an RTP payload type to a codec name ("H264",
+            "VP8", any case) or None. Frame starts and keyframes are read from payloads of
+            known codecs; for others only sequence/timestamp evidence is used and every
+            frame counts as a keyframe.
+        capacity: most packets held; a sequence jump beyond it resets the buffer.
+        max_wait_ticks: how long (RTP clock ticks, 90 kHz) an incomplete frame may wait for a
+            retransmission once newer packets exist.
+        keyframe_request_interval_ticks: least RTP time between two keyframe requests.
+    """
+
+    def __init__(
+        self,
+        *,
+        codec_name_for_payload_type: Callable[[int], str | None] = lambda _pt: None,
+        capacity: int = DEFAULT_CAPACITY_PACKETS,
+        max_wait_ticks: int = DEFAULT_MAX_WAIT_TICKS,
+        keyframe_request_interval_ticks: int = DEFAULT_KEYFRAME_REQUEST_INTERVAL_TICKS,
+    ) -> None:
+        if capacity < 2:
+            raise ValueError(f"FastJitterBuffer: capacity must be >= 2, got {capacity}")
+        self._codec_name = codec_name_for_payload_type
+        self._capacity = capacity
+        self._max_wait_ticks = max_wait_ticks
+        self._pli_interval_ticks = keyframe_request_interval_ticks
+        self.stats = JitterStats()
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        self._packets: dict[int, RtpPacket] = {}
+        self._highest_ext: int | None = None
+        self._newest_ts: int | None = None
+        # Every extended sequence number below _next_ext is consumed (released or dropped).
+        self._next_ext: int | None = None
+        # Whether _next_ext is known to be the first packet of a frame.
+        self._boundary_known = False
+        self._awaiting_keyframe = True
+        self._keyframe_requested = False
+        self._last_request_ts: int | None = None
+
+    @property
+    def capacity(self) -> int:
+        """Most packets held at once."""
+        return self._capacity
+
+    @property
+    def awaiting_keyframe(self) -> bool:
+        """True while only a keyframe can be released (at start and after a loss)."""
+        return self._awaiting_keyframe
+
+    def __len__(self) -> int:
+        return len(self._packets)
+
+    # -- input -----------------------------------------------------------------------------
+
+    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        """Take one RTP packet (with ``_data`` set by the depayloader).
+
+        Returns:
+            (keyframe_wanted, frame): whether the receiver should send a PLI now, and a
+            complete frame for the decoder or None.
+        """
+        self._keyframe_requested = False
+        ext = self._unwrap(packet.sequence_number)
+        restarted = self._is_restart(ext)
+        if restarted:
+            self._reset(packet.sequence_number)
+            ext = self._unwrap(packet.sequence_number)
+        if self._next_ext is not None and ext < self._next_ext:
+            self.stats.packets_late += 1
+            return False, None
+        if ext in self._packets:
+            self.stats.packets_duplicate += 1
+            return False, None
+        self._store(ext, packet)
+        if restarted:
+            self._request_keyframe()
+        frame = self._release()
+        return self._keyframe_requested, frame
+
+    def _unwrap(self, seq: int) -> int:
+        if self._highest_ext is None:
+            return seq
+        base = self._highest_ext - (self._highest_ext % _SEQ_MODULO)
+        candidate = base + seq
+        if candidate - self._highest_ext > _SEQ_MODULO // 2:
+            candidate -= _SEQ_MODULO
+        elif self._highest_ext - candidate > _SEQ_MODULO // 2:
+            candidate += _SEQ_MODULO
+        return candidate
+
+    def _is_restart(self, ext: int) -> bool:
+        if self._highest_ext is None:
+            return False
+        return abs(ext - self._highest_ext) >= self._capacity
+
+    def _reset(self, seq: int) -> None:
+        # Keep the request timer so that a burst of resets does not flood the sender.
+        last_request_ts = self._last_request_ts
+        dropped = len({p.timestamp for p in self._packets.values()})
+        self.stats.frames_dropped += dropped
+        self.stats.resets += 1
+        logger.info("video jitter buffer: sequence jump to %d, resetting", seq)
+        self._reset_state()
+        self._last_request_ts = last_request_ts
+
+    def _store(self, ext: int, packet: RtpPacket) -> None:
+        self._packets[ext] = packet
+        if self._highest_ext is None or ext > self._highest_ext:
+            self._highest_ext = ext
+        if self._newest_ts is None or ts_diff(packet.timestamp, self._newest_ts) > 0:
+            self._newest_ts = packet.timestamp
+
+    # -- frame structure -------------------------------------------------------------------
+
+    def _rules(self, packet: RtpPacket) -> _CodecRules | None:
+        name = self._codec_name(packet.payload_type)
+        return _RULES.get(name.lower()) if name else None
+
+    def _starts_frame(self, ext: int) -> bool:
+        packet = self._packets[ext]
+        if ext == self._next_ext and self._boundary_known:
+            return True
+        before = self._packets.get(ext - 1)
+        if before is not None and (before.marker or before.timestamp != packet.timestamp):
+            return True
+        rules = self._rules(packet)
+        return rules is not None and rules.starts_frame(packet.payload)
+
+    def _frame_end(self, start: int) -> int | None:
+        """Extended seq of the last packet of the frame starting at ``start``, if all are in."""
+        timestamp = self._packets[start].timestamp
+        ext = start
+        while True:
+            packet = self._packets[ext]
+            if packet.marker:
+                return ext
+            following = self._packets.get(ext + 1)
+            if following is None:
+                return None
+            if following.timestamp != timestamp:
+                return ext
+            ext += 1
+
+    def _is_keyframe(self, packets: list[RtpPacket]) -> bool:
+        rules = self._rules(packets[0])
+        return True if rules is None else rules.is_keyframe(packets)
+
+    # -- release ---------------------------------------------------------------------------
+
+    def _release(self) -> JitterFrame | None:
+        while self._packets:
+            progressed, frame = self._release_in_order()
+            if frame is not None:
+                return frame
+            if progressed:
+                continue
+            frame = self._release_keyframe_ahead()
+            if frame is not None:
+                return frame
+            if not self._give_up_oldest():
+                return None
+        return None
+
+    def _take(self, start: int, end: int) -> list[RtpPacket]:
+        packets = [self._packets.pop(ext) for ext in range(start, end + 1)]
+        self._next_ext = end + 1
+        self._boundary_known = True
+        return packets
+
+    def _emit(self, packets: list[RtpPacket]) -> JitterFrame:
+        self.stats.frames_released += 1
+        data = b"".join(_depayloaded(p) for p in packets)
+        return JitterFrame(data=data, timestamp=packets[0].timestamp)
+
+    def _release_in_order(self) -> tuple[bool, JitterFrame | None]:
+        """Release the frame that directly follows the last one, if it is complete.
+
+        Returns:
+            (progressed, frame): progressed is True when a frame was consumed, released or
+            (while awaiting a keyframe) dropped.
+        """
+        if not self._boundary_known or self._next_ext not in self._packets:
+            return False, None
+        start = self._next_ext
+        end = self._frame_end(start)
+        if end is None:
+            return False, None
+        packets = self._take(start, end)
+        if self._awaiting_keyframe and not self._is_keyframe(packets):
+            self.stats.frames_dropped += 1
+            self._request_keyframe()
+            return True, None
+        self._awaiting_keyframe = False
+        return True, self._emit(packets)
+
+    def _release_keyframe_ahead(self) -> JitterFrame | None:
+        """Jump over a gap to a complete keyframe, dropping everything older."""
+        if (
+            self._boundary_known
+            and self._next_ext is not None
+            and self._highest_ext is not None
+            and self._highest_ext - self._next_ext + 1 == len(self._packets)
+        ):
+            # No gap anywhere: only the (incomplete) head frame is here, nothing to jump to.
+            return None
+        for ext in sorted(self._packets):
+            if not self._starts_frame(ext):
+                continue
+            end = self._frame_end(ext)
+            if end is None:
+                continue
+            candidate = [self._packets[e] for e in range(ext, end + 1)]
+            if not self._is_keyframe(candidate):
+                continue
+            self._drop_below(ext)
+            self._awaiting_keyframe = False
+            return self._emit(self._take(ext, end))
+        return None
+
+    def _drop_below(self, ext: int) -> None:
+        stale = [e for e in self._packets if e < ext]
+        self.stats.frames_dropped += len({self._packets[e].timestamp for e in stale})
+        for e in stale:
+            del self._packets[e]
+
+    def _give_up_oldest(self) -> bool:
+        """Drop the oldest frame if it waited too long or the buffer is full; True if dropped."""
+        oldest = min(self._packets)
+        timestamp = self._packets[oldest].timestamp
+        if self._newest_ts is None:
+            return False
+        waited_ticks = ts_diff(self._newest_ts, timestamp)
+        full = len(self._packets) > self._capacity
+        if waited_ticks <= self._max_wait_ticks and not full:
+            return False
+        last = max(e for e, p in self._packets.items() if p.timestamp == timestamp)
+        # The packet after this frame starts the next one only if this frame's end was seen.
+        ends_frame = bool(self._packets[last].marker)
+        self._drop_below(last + 1)
+        self._next_ext = last + 1
+        self._boundary_known = ends_frame
+        self._awaiting_keyframe = True
+        self._request_keyframe()
+        return True
+
+    def _request_keyframe(self) -> None:
+        now_ts = self._newest_ts
+        if now_ts is None:
+            return
+        if (
+            self._last_request_ts is not None
+            and 0 <= ts_diff(now_ts, self._last_request_ts) < self._pli_interval_ticks
+        ):
+            return
+        self._last_request_ts = now_ts
+        self._keyframe_requested = True
+        self.stats.keyframe_requests += 1
+
+
+# -- installing it into aiortc -------------------------------------------------------------
+
+
+def install_fast_jitter_buffer(receiver: Any, **options: Any) -> FastJitterBuffer:
+    """Replace an aiortc video receiver's jitter buffer with a :class:`FastJitterBuffer`.
+
+    This is the one place teledrive reaches into aiortc's private receiver state (aiortc has
+    no hook for it). It reads ``RTCRtpReceiver.__kind`` and ``__codecs`` (to map payload
+    types to codecs) and replaces ``__jitter_buffer``; call it before RTP flows, e.g. from
+    ``pc.on("track")`` (fired while the remote description is applied, before DTLS is up)
+    or on ``transceiver.receiver`` before ``setRemoteDescription``.
+
+    Args:
+        receiver: an ``aiortc.RTCRtpReceiver`` of kind video.
+        **options: passed to :class:`FastJitterBuffer` (``max_wait_ticks`` ...).
+
+    Returns:
+        The installed buffer (its ``stats`` are the receive-path counters).
+
+    Raises:
+        AiortcInternalsError: if the receiver lacks the expected private attributes (aiortc
+            changed: update this function) or is not a video receiver.
+    """
+    missing = [
+        name
+        for name in (_ATTR_JITTER_BUFFER, _ATTR_CODECS, _ATTR_KIND)
+        if not hasattr(receiver, name)
+    ]
+    if missing:
+        raise AiortcInternalsError(
+            f"aiortc receiver {type(receiver).__name__} has no {', '.join(missing)}: "
+            "aiortc internals changed, install_fast_jitter_buffer must be updated"
+        )
+    kind = getattr(receiver, _ATTR_KIND)
+    if kind != "video":
+        raise AiortcInternalsError(f"install_fast_jitter_buffer: receiver kind is {kind!r}")
+    current = getattr(receiver, _ATTR_JITTER_BUFFER)
+    if not isinstance(current, JitterBuffer | FastJitterBuffer):
+        raise AiortcInternalsError(
+            f"aiortc receiver jitter buffer is a {type(current).__name__}, expected JitterBuffer"
+        )
+    codecs: Mapping[int, Any] = getattr(receiver, _ATTR_CODECS)
+
+    def codec_name(payload_type: int) -> str | None:
+        codec = codecs.get(payload_type)
+        return None if codec is None else str(codec.name)
+
+    buffer = FastJitterBuffer(codec_name_for_payload_type=codec_name, **options)
+    setattr(receiver, _ATTR_JITTER_BUFFER, buffer)
+    return buffer
+
+
+def luma_plane(frame: Any) -> npt.NDArray[np.uint8]:
+    """The Y plane of a decoded ``av.VideoFrame`` (yuv420p and similar) as a 2-D array, no copy.
+
+    Cheaper than ``frame.to_ndarray(format="bgr24")`` when only brightness is needed (bar
+    codes, freeze detection).
+    """
+    plane = frame.planes[0]
+    rows = np.frombuffer(plane, dtype=np.uint8).reshape(plane.height, plane.line_size)
+    return rows[:, : plane.width]

@@ -1,0 +1,604 @@
+"""FastJitterBuffer: RTP bytes in, whole frames out, over loss, reordering and wrap-around.
+
+Besides teledrive's own cases this re-expresses every video case of aiortc's
+tests/test_jitterbuffer.py (ordered/unordered adds, too-low drop and reset, too-high
+discard and reset, frame assembly). aiortc's audio prefetch case does not apply: the buffer
+is for video receivers only.
+"""
+
+from __future__ import annotations
+
+import fractions
+import random
+from dataclasses import dataclass
+
+import av
+import numpy as np
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection
+from aiortc.codecs import depayload
+from aiortc.codecs.h264 import H264Decoder, H264Encoder
+from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.jitterbuffer import JitterFrame
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
+
+from teledrive.operator.video_receive import (
+    DEFAULT_MAX_WAIT_TICKS,
+    AiortcInternalsError,
+    FastJitterBuffer,
+    h264_starts_frame,
+    install_fast_jitter_buffer,
+    ts_diff,
+    vp8_is_keyframe,
+    vp8_starts_frame,
+)
+from teledrive.vehicle.camera import draw_frame_counter, read_frame_counter
+
+H264_PT = 102
+VP8_PT = 97
+CODECS = {
+    H264_PT: RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000, payloadType=H264_PT),
+    VP8_PT: RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=VP8_PT),
+}
+FRAME_TICKS = 3000  # 30 fps at 90 kHz
+
+
+def codec_name(pt: int) -> str | None:
+    codec = CODECS.get(pt)
+    return codec.name if codec else None
+
+
+@dataclass
+class EncodedFrame:
+    payloads: list[bytes]
+    keyframe: bool
+    counter: int
+
+
+def encode_frames(encoder: object, count: int, keyframes: set[int]) -> list[EncodedFrame]:
+    rng = np.random.default_rng(7)
+    frames = []
+    for i in range(count):
+        # fresh noise each frame so that inter frames, too, span several packets
+        image = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
+        draw_frame_counter(image, 100 + i)
+        frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+        frame.pts = i * FRAME_TICKS
+        frame.time_base = fractions.Fraction(1, 90000)
+        payloads, _ = encoder.encode(frame, i in keyframes)  # type: ignore[attr-defined]
+        frames.append(EncodedFrame(payloads, i == 0 or i in keyframes, 100 + i))
+    return frames
+
+
+@pytest.fixture(scope="module")
+def h264_frames() -> list[EncodedFrame]:
+    # frame 0 is an IDR (first frame), frame 6 a forced keyframe, the rest inter frames
+    frames = encode_frames(H264Encoder(), 9, keyframes={6})
+    assert all(len(f.payloads) >= 2 for f in frames[:3]), "want multi-packet frames"
+    return frames
+
+
+@pytest.fixture(scope="module")
+def vp8_frames() -> list[EncodedFrame]:
+    return encode_frames(Vp8Encoder(), 5, keyframes={3})
+
+
+def rtp_bytes(pt: int, seq: int, ts: int, payload: bytes, marker: bool) -> bytes:
+    packet = RtpPacket(payload_type=pt, sequence_number=seq % 65536, timestamp=ts % (1 << 32))
+    packet.ssrc = 1234
+    packet.marker = int(marker)
+    packet.payload = payload
+    return packet.serialize()
+
+
+def receive(data: bytes) -> RtpPacket:
+    """What aiortc's receiver does before the jitter buffer: parse, then depayload."""
+    packet = RtpPacket.parse(data)
+    packet._data = depayload(CODECS[packet.payload_type], packet.payload)  # type: ignore[attr-defined]
+    return packet
+
+
+@dataclass
+class Wire:
+    """Packets of a stream as bytes, with the index of the frame each belongs to."""
+
+    packets: list[bytes]
+    frame_of: list[int]
+    frames: list[EncodedFrame]
+    first_ts: int
+
+    def ts(self, frame_index: int) -> int:
+        return (self.first_ts + frame_index * FRAME_TICKS) % (1 << 32)
+
+    def expected_data(self, frame_index: int) -> bytes:
+        return b"".join(
+            receive(p)._data  # type: ignore[attr-defined]
+            for p, f in zip(self.packets, self.frame_of, strict=True)
+            if f == frame_index
+        )
+
+    def last_packet_of(self, frame_index: int) -> int:
+        return max(i for i, f in enumerate(self.frame_of) if f == frame_index)
+
+
+def packetize(
+    frames: list[EncodedFrame], pt: int, first_seq: int = 1000, first_ts: int = 5000
+) -> Wire:
+    packets, frame_of = [], []
+    seq = first_seq
+    for index, frame in enumerate(frames):
+        for j, payload in enumerate(frame.payloads):
+            last = j == len(frame.payloads) - 1
+            packets.append(rtp_bytes(pt, seq, first_ts + index * FRAME_TICKS, payload, last))
+            frame_of.append(index)
+            seq += 1
+    return Wire(packets, frame_of, frames, first_ts)
+
+
+class Harness:
+    """Feeds packets by index and records what comes out after each one."""
+
+    def __init__(self, wire: Wire, **options: int) -> None:
+        self.wire = wire
+        self.buffer = FastJitterBuffer(codec_name_for_payload_type=codec_name, **options)
+        self.released: list[tuple[int, JitterFrame]] = []  # (packet index fed, frame)
+        self.plis: list[int] = []
+
+    def feed(self, *indices: int) -> list[JitterFrame]:
+        out = []
+        for i in indices:
+            pli, frame = self.buffer.add(receive(self.wire.packets[i]))
+            if pli:
+                self.plis.append(i)
+            if frame is not None:
+                self.released.append((i, frame))
+                out.append(frame)
+        return out
+
+    def released_frames(self) -> list[int]:
+        by_ts = {self.wire.ts(f): f for f in range(len(self.wire.frames))}
+        return [by_ts[frame.timestamp] for _, frame in self.released]
+
+    def check_data(self) -> None:
+        for _, frame in self.released:
+            index = self.released_frames()[self.released.index((_, frame))]
+            assert frame.data == self.wire.expected_data(index)
+
+
+def decode_counters(frames: list[JitterFrame]) -> list[int | None]:
+    decoder = H264Decoder()
+    counters = []
+    for frame in frames:
+        for picture in decoder.decode(JitterFrame(frame.data, frame.timestamp)):
+            counters.append(read_frame_counter(picture.to_ndarray(format="gray")))
+    return counters
+
+
+# -- in order ------------------------------------------------------------------------------
+
+
+def test_in_order_each_frame_released_on_its_marker_packet(h264_frames: list[EncodedFrame]) -> None:
+    wire = packetize(h264_frames, H264_PT)
+    h = Harness(wire)
+    for i in range(len(wire.packets)):
+        out = h.feed(i)
+        is_last = i == wire.last_packet_of(wire.frame_of[i])
+        assert len(out) == (1 if is_last else 0), f"packet {i}"
+    assert h.released_frames() == list(range(len(h264_frames)))
+    h.check_data()
+    assert h.plis == []
+    assert h.buffer.stats.frames_dropped == 0
+    assert len(h.buffer) == 0
+    assert decode_counters([f for _, f in h.released]) == [f.counter for f in h264_frames]
+
+
+def test_frame_not_released_before_its_last_packet(h264_frames: list[EncodedFrame]) -> None:
+    wire = packetize(h264_frames[:1], H264_PT)
+    h = Harness(wire)
+    assert h.feed(*range(len(wire.packets) - 1)) == []
+    assert len(h.feed(len(wire.packets) - 1)) == 1
+
+
+# -- reordering ----------------------------------------------------------------------------
+
+
+def test_reordered_within_a_frame(h264_frames: list[EncodedFrame]) -> None:
+    wire = packetize(h264_frames[:2], H264_PT)
+    h = Harness(wire)
+    n0 = wire.last_packet_of(0) + 1
+    order = list(reversed(range(n0)))  # marker first, first packet last
+    assert h.feed(*order[:-1]) == []
+    assert len(h.feed(order[-1])) == 1
+    h.feed(*range(n0, len(wire.packets)))
+    assert h.released_frames() == [0, 1]
+    h.check_data()
+    assert h.plis == []
+
+
+def test_reordered_across_frames_releases_both_in_order(h264_frames: list[EncodedFrame]) -> None:
+    wire = packetize(h264_frames[:3], H264_PT)
+    h = Harness(wire)
+    end0, end1 = wire.last_packet_of(0), wire.last_packet_of(1)
+    h.feed(*range(end0 + 1))
+    # frame 1's middle packet comes after all of frame 1's other packets
+    held = end0 + 2
+    h.feed(*[i for i in range(end0 + 1, end1 + 1) if i != held])
+    assert h.released_frames() == [0]
+    h.feed(held)
+    assert h.released_frames() == [0, 1]
+    h.feed(*range(end1 + 1, len(wire.packets)))
+    assert h.released_frames() == [0, 1, 2]
+    h.check_data()
+    assert h.plis == []
+
+
+def test_one_packet_completing_two_frames_releases_the_second_on_the_next_packet(
+    h264_frames: list[EncodedFrame],
+) -> None:
+    wire = packetize(h264_frames[:3], H264_PT)
+    h = Harness(wire)
+    end0, end1 = wire.last_packet_of(0), wire.last_packet_of(1)
+    h.feed(*range(end0))  # all of frame 0 but its marker packet
+    h.feed(*range(end0 + 1, end1 + 1))  # all of frame 1 (an inter frame: must wait)
+    assert h.released_frames() == []
+    h.feed(end0)
+    assert h.released_frames() == [0]
+    h.feed(end1 + 1)
+    assert h.released_frames() == [0, 1]
+
+
+# -- loss ----------------------------------------------------------------------------------
+
+
+def test_lost_packet_no_release_and_keyframe_requested(h264_frames: list[EncodedFrame]) -> None:
+    wire = packetize(h264_frames, H264_PT)
+    h = Harness(wire)
+    lost = wire.last_packet_of(1) + 1  # first packet of frame 2
+    h.feed(*[i for i in range(wire.last_packet_of(5) + 1) if i != lost])
+    # frames 2..5 are never released: 2 is incomplete, 3..5 reference it
+    assert h.released_frames() == [0, 1]
+    assert len(h.plis) == 1
+    assert h.buffer.awaiting_keyframe
+    assert h.buffer.stats.keyframe_requests == 1
+    # the keyframe (frame 6) is released as soon as it is complete, then 7 and 8 again
+    h.feed(*range(wire.last_packet_of(5) + 1, len(wire.packets)))
+    assert h.released_frames() == [0, 1, 6, 7, 8]
+    assert not h.buffer.awaiting_keyframe
+    assert h.buffer.stats.frames_dropped == 4
+    h.check_data()
+    assert decode_counters([f for _, f in h.released]) == [100, 101, 106, 107, 108]
+
+
+def test_lost_packet_keyframe_request_waits_for_retransmission_time(
+    h264_frames: list[EncodedFrame],
+) -> None:
+    wire = packetize(h264_frames, H264_PT)
+    h = Harness(wire, max_wait_ticks=2 * FRAME_TICKS)
+    lost = wire.last_packet_of(1)  # marker of frame 1
+    h.feed(*[i for i in range(wire.last_packet_of(2) + 1) if i != lost])
+    assert h.plis == []  # newest frame is only one interval newer: still waiting
+    h.feed(*range(wire.last_packet_of(2) + 1, wire.last_packet_of(3) + 1))
+    assert h.plis == []  # two intervals: not more than max_wait
+    h.feed(wire.last_packet_of(3) + 1)
+    assert len(h.plis) == 1
+    assert h.released_frames() == [0]
+
+
+def test_retransmission_within_wait_recovers_without_keyframe(
+    h264_frames: list[EncodedFrame],
+) -> None:
+    wire = packetize(h264_frames[:5], H264_PT)
+    h = Harness(wire)
+    lost = wire.last_packet_of(1) - 1
+    h.feed(*[i for i in range(wire.last_packet_of(2) + 1) if i != lost])
+    assert h.released_frames() == [0]
+    h.feed(lost)  # NACKed packet comes back (RTX is unwrapped to the original seq)
+    h.feed(*range(wire.last_packet_of(2) + 1, len(wire.packets)))
+    assert h.released_frames() == [0, 1, 2, 3, 4]
+    assert h.plis == []
+    h.check_data()
+
+
+def test_lost_marker_packet_never_releases_the_frame(h264_frames: list[EncodedFrame]) -> None:
+    wire = packetize(h264_frames, H264_PT)
+    h = Harness(wire)
+    lost = wire.last_packet_of(3)
+    h.feed(*[i for i in range(len(wire.packets)) if i != lost])
+    assert 3 not in h.released_frames()
+    assert h.released_frames() == [0, 1, 2, 6, 7, 8]
+    assert len(h.plis) >= 1
+
+
+def test_lost_whole_frame_is_detected_by_codec_start(h264_frames: list[EncodedFrame]) -> None:
+    wire = packetize(h264_frames, H264_PT)
+    h = Harness(wire)
+    gone = {i for i, f in enumerate(wire.frame_of) if f == 2}
+    h.feed(*[i for i in range(len(wire.packets)) if i not in gone])
+    assert h.released_frames() == [0, 1, 6, 7, 8]
+
+
+def test_keyframe_ahead_of_a_gap_is_released_without_waiting(
+    h264_frames: list[EncodedFrame],
+) -> None:
+    wire = packetize(h264_frames, H264_PT)
+    h = Harness(wire, max_wait_ticks=100 * FRAME_TICKS)
+    lost = wire.last_packet_of(4)
+    h.feed(*[i for i in range(wire.last_packet_of(6) + 1) if i != lost])
+    assert h.released_frames() == [0, 1, 2, 3, 6]
+    assert h.plis == []  # the keyframe made the request unnecessary
+
+
+def test_stream_starting_with_inter_frames_waits_for_keyframe(
+    h264_frames: list[EncodedFrame],
+) -> None:
+    wire = packetize(h264_frames, H264_PT)
+    h = Harness(wire)
+    h.feed(*range(wire.last_packet_of(0) + 1, len(wire.packets)))  # joined after frame 0
+    assert h.released_frames() == [6, 7, 8]
+    assert len(h.plis) == 1
+
+
+# -- duplicates and late packets -------------------------------------------------------------
+
+
+def test_duplicate_packets_are_counted_and_ignored(h264_frames: list[EncodedFrame]) -> None:
+    wire = packetize(h264_frames[:3], H264_PT)
+    h = Harness(wire)
+    for i in range(len(wire.packets)):
+        h.feed(i)
+        if i % 2 == 0 and i != wire.last_packet_of(wire.frame_of[i]):
+            h.feed(i)
+    assert h.released_frames() == [0, 1, 2]
+    assert h.buffer.stats.packets_duplicate > 0
+    h.check_data()
+
+
+def test_late_packets_of_a_released_frame_are_dropped(h264_frames: list[EncodedFrame]) -> None:
+    wire = packetize(h264_frames[:3], H264_PT)
+    h = Harness(wire)
+    h.feed(*range(wire.last_packet_of(1) + 1))
+    h.feed(0, 1, wire.last_packet_of(1))  # retransmissions arriving after release
+    h.feed(*range(wire.last_packet_of(1) + 1, len(wire.packets)))
+    assert h.released_frames() == [0, 1, 2]
+    assert h.buffer.stats.packets_late == 3
+
+
+# -- wrap-around ---------------------------------------------------------------------------
+
+
+def test_sequence_number_wrap_around(h264_frames: list[EncodedFrame]) -> None:
+    wire = packetize(h264_frames, H264_PT, first_seq=65536 - 7)
+    h = Harness(wire)
+    # reorder across the wrap too
+    order = list(range(len(wire.packets)))
+    order[6], order[7] = order[7], order[6]
+    h.feed(*order)
+    assert h.released_frames() == list(range(len(h264_frames)))
+    assert h.plis == []
+    h.check_data()
+
+
+def test_timestamp_wrap_around(h264_frames: list[EncodedFrame]) -> None:
+    wire = packetize(h264_frames, H264_PT, first_ts=(1 << 32) - 2 * FRAME_TICKS - 5)
+    assert wire.ts(5) < wire.ts(0)
+    h = Harness(wire)
+    h.feed(*range(len(wire.packets)))
+    assert h.released_frames() == list(range(len(h264_frames)))
+    assert h.plis == []
+
+
+def test_timestamp_wrap_around_with_loss_still_times_out(h264_frames: list[EncodedFrame]) -> None:
+    wire = packetize(h264_frames, H264_PT, first_ts=(1 << 32) - FRAME_TICKS)
+    h = Harness(wire, max_wait_ticks=2 * FRAME_TICKS)
+    lost = wire.last_packet_of(1)
+    h.feed(*[i for i in range(wire.last_packet_of(4) + 1) if i != lost])
+    assert len(h.plis) == 1
+    assert h.released_frames() == [0]
+
+
+def test_ts_diff_is_signed_modulo_2_32() -> None:
+    assert ts_diff(5, (1 << 32) - 5) == 10
+    assert ts_diff((1 << 32) - 5, 5) == -10
+    assert ts_diff(3000, 0) == 3000
+
+
+# -- the cases of aiortc's own jitter buffer tests, re-expressed --------------------------
+
+
+def plain(seq: int, ts: int, marker: bool = False, data: bytes | None = None) -> RtpPacket:
+    """A packet of a payload type without codec rules (like aiortc's tests use)."""
+    packet = RtpPacket(payload_type=111, sequence_number=seq % 65536, timestamp=ts)
+    packet.marker = int(marker)
+    packet.payload = data if data is not None else seq.to_bytes(4, "big")
+    packet._data = packet.payload  # type: ignore[attr-defined]
+    return packet
+
+
+def test_capacity_is_reported_and_validated() -> None:
+    assert FastJitterBuffer(capacity=4).capacity == 4
+    with pytest.raises(ValueError, match="capacity"):
+        FastJitterBuffer(capacity=1)
+
+
+def test_add_ordered_without_frame_end_holds_everything() -> None:
+    buffer = FastJitterBuffer(capacity=4)
+    for seq in range(4):
+        assert buffer.add(plain(seq, 1234)) == (False, None)
+    assert len(buffer) == 4
+
+
+def test_add_unordered_holds_until_complete() -> None:
+    buffer = FastJitterBuffer()
+    assert buffer.add(plain(1, 1234)) == (False, None)
+    assert buffer.add(plain(3, 1234)) == (False, None)
+    assert buffer.add(plain(2, 1234)) == (False, None)
+    assert len(buffer) == 3
+
+
+def test_video_frame_released_on_timestamp_change_without_marker() -> None:
+    # a sender that never sets the marker bit: frames end where the timestamp changes
+    buffer = FastJitterBuffer()
+    assert buffer.add(plain(0, 1000, data=b"0000"))[1] is None
+    assert buffer.add(plain(1, 1234, data=b"0001"))[1] is None
+    assert buffer.add(plain(2, 1234, data=b"0002"))[1] is None
+    _, frame = buffer.add(plain(3, 1235, data=b"0003"))
+    assert frame is not None
+    assert (frame.data, frame.timestamp) == (b"00010002", 1234)
+
+
+def test_video_frame_released_on_marker() -> None:
+    buffer = FastJitterBuffer()
+    buffer.add(plain(9, 1000, marker=True))  # end of a previous frame: boundary known
+    buffer.add(plain(10, 1234, data=b"a"))
+    _, frame = buffer.add(plain(11, 1234, marker=True, data=b"b"))
+    assert frame is not None
+    assert (frame.data, frame.timestamp) == (b"ab", 1234)
+
+
+def test_seq_too_low_is_dropped() -> None:
+    buffer = FastJitterBuffer(capacity=4)
+    buffer.add(plain(1, 1000, marker=True))
+    buffer.add(plain(2, 1234, marker=True))  # released
+    assert buffer.stats.frames_released == 1
+    assert buffer.add(plain(1, 1000, marker=True)) == (False, None)
+    assert buffer.stats.packets_late == 1
+
+
+def test_seq_too_low_resets_for_a_restarted_sender() -> None:
+    buffer = FastJitterBuffer(capacity=4)
+    buffer.add(plain(2000, 1000, marker=True))
+    buffer.add(plain(2001, 1234))
+    buffer.add(plain(1, 50, marker=True))
+    assert buffer.stats.resets == 1
+    assert len(buffer) == 1
+    _, frame = buffer.add(plain(2, 80, marker=True, data=b"new"))
+    assert frame is not None
+    assert frame.data == b"new"
+
+
+@pytest.mark.parametrize("jump", [4, 5, 3000])
+def test_seq_too_high_resets_and_requests_keyframe(jump: int) -> None:
+    buffer = FastJitterBuffer(capacity=4)
+    for seq in range(3):
+        buffer.add(plain(seq, 1234))
+    pli, _ = buffer.add(plain(3 + jump, 99_000, marker=True))
+    assert pli
+    assert buffer.stats.resets == 1
+    assert buffer.stats.frames_dropped == 1  # the frame of seqs 0..2
+    _, frame = buffer.add(plain(4 + jump, 99_500, marker=True, data=b"x"))
+    assert frame is not None
+    assert frame.data == b"x"
+
+
+def test_full_buffer_gives_up_the_oldest_frame() -> None:
+    buffer = FastJitterBuffer(capacity=4, max_wait_ticks=10**9)
+    buffer.add(plain(0, 1000))
+    buffer.add(plain(2, 1000))  # seq 1 lost, frame never completes
+    buffer.add(plain(3, 1000))
+    assert buffer.add(plain(4, 2000)) == (False, None)  # 4 packets: full, not over
+    pli, _ = buffer.add(plain(5, 2000))
+    assert pli
+    assert buffer.stats.frames_dropped == 1
+    assert len(buffer) == 2
+
+
+# -- codec rules ---------------------------------------------------------------------------
+
+
+def test_h264_frame_starts_are_recognised(h264_frames: list[EncodedFrame]) -> None:
+    for frame in h264_frames:
+        assert h264_starts_frame(frame.payloads[0])
+        # FU-A continuations and later slices never look like a start
+        for payload in frame.payloads[1:]:
+            if payload[0] & 0x1F == 28 and not payload[1] & 0x80:
+                assert not h264_starts_frame(payload)
+    assert not h264_starts_frame(b"")
+    assert not h264_starts_frame(b"\x7c")
+
+
+def test_vp8_frame_starts_and_keyframes(vp8_frames: list[EncodedFrame]) -> None:
+    for frame in vp8_frames:
+        assert vp8_starts_frame(frame.payloads[0])
+        assert vp8_is_keyframe(frame.payloads[0]) == frame.keyframe
+        assert not any(vp8_starts_frame(p) for p in frame.payloads[1:])
+    assert not vp8_starts_frame(b"")
+    assert not vp8_is_keyframe(b"\x90")
+
+
+def test_vp8_stream_with_loss(vp8_frames: list[EncodedFrame]) -> None:
+    wire = packetize(vp8_frames, VP8_PT)
+    h = Harness(wire)
+    lost = wire.last_packet_of(1)
+    h.feed(*[i for i in range(len(wire.packets)) if i != lost])
+    assert h.released_frames() == [0, 3, 4]
+    h.check_data()
+
+
+# -- fuzz: whatever the network does, no corrupt or out-of-order frame -----------------
+
+
+def network_orders(n: int, rng: random.Random) -> tuple[list[int], list[int]]:
+    """A random mix of loss, reordering (local swaps or a full shuffle) and duplicates."""
+    lost = {rng.randrange(n) for _ in range(rng.randrange(7))}
+    order = [i for i in range(n) if i not in lost]
+    if rng.random() < 0.3:
+        rng.shuffle(order)
+    else:
+        for _ in range(rng.randrange(6)):
+            if len(order) > 2:
+                a = rng.randrange(len(order) - 1)
+                order[a], order[a + 1] = order[a + 1], order[a]
+    duplicates = [rng.choice(order) for _ in range(rng.randrange(4))] if order else []
+    return order, duplicates
+
+
+def test_never_releases_corrupt_or_out_of_order_frames(h264_frames: list[EncodedFrame]) -> None:
+    rng = random.Random(20261127)  # fixed seed: the same 400 networks every run
+    for _ in range(400):
+        wire = packetize(
+            h264_frames, H264_PT, first_seq=rng.randrange(65536), first_ts=rng.randrange(1 << 32)
+        )
+        order, duplicates = network_orders(len(wire.packets), rng)
+        h = Harness(wire)
+        h.feed(*order, *duplicates)
+        released = h.released_frames()
+        assert released == sorted(set(released)), f"out of order or twice: {order}"
+        h.check_data()
+        if order == list(range(len(wire.packets))):
+            assert released == list(range(len(h264_frames)))
+
+
+# -- installing into aiortc ----------------------------------------------------------------
+
+
+async def test_install_replaces_the_receiver_buffer() -> None:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        receiver = pc.addTransceiver("video", direction="recvonly").receiver
+        buffer = install_fast_jitter_buffer(receiver)
+        assert receiver._RTCRtpReceiver__jitter_buffer is buffer
+    finally:
+        await pc.close()
+
+
+async def test_install_refuses_audio_receivers() -> None:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        receiver = pc.addTransceiver("audio", direction="recvonly").receiver
+        with pytest.raises(AiortcInternalsError, match="kind"):
+            install_fast_jitter_buffer(receiver)
+    finally:
+        await pc.close()
+
+
+def test_install_fails_loudly_when_aiortc_internals_change() -> None:
+    class NotAReceiver:
+        pass
+
+    with pytest.raises(AiortcInternalsError, match="_RTCRtpReceiver__jitter_buffer"):
+        install_fast_jitter_buffer(NotAReceiver())
+
+
+def test_default_wait_is_short_enough_for_teleop() -> None:
+    assert DEFAULT_MAX_WAIT_TICKS <= 90_000 * 100 // 1000
