@@ -227,6 +227,10 @@ class Telemetry(Message, tag="telemetry", frozen=True, kw_only=True):
         drops: drive commands dropped, by reason.
         one_way_ms: the vehicle's estimate of the one-way delay.
         rtt_ms: round trip time of the data channel.
+        command_age_ms: age of the newest accepted drive command when it was applied
+            (operator send -> motor-controller write, with the clock offset).
+        stale_applied: commands applied while older than the bound (must stay 0; a runtime
+            check independent of the supervisor).
     """
 
     t_ms: TimeMs
@@ -242,6 +246,8 @@ class Telemetry(Message, tag="telemetry", frozen=True, kw_only=True):
     drops: dict[Text, Count] = {}
     one_way_ms: DurationMs | None = None
     rtt_ms: DurationMs | None = None
+    command_age_ms: Annotated[float, msgspec.Meta(ge=-3_600_000.0, le=3_600_000.0)] | None = None
+    stale_applied: Count = 0
 
 
 class FrameTime(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
