@@ -43,8 +43,15 @@ def scaled(seconds: float) -> float:
     return seconds * time_scale()
 
 
-def margin_ms() -> float:
-    return SAFETY_MARGIN_MS * time_scale()
+def margin_ms(rig: Rig | None = None) -> float:
+    """Observation margin on top of a safety bound; it still fails a broken bound.
+
+    The Python rig's model is polled by a thread the OS can starve on a loaded 2-core machine
+    (a late poll is a late watchdog there, by design of a simulation), so it gets twice the
+    margin; the simavr rig timestamps pins in simulated cycles paced to wall time.
+    """
+    scale = 2.0 if rig is not None and rig.name == "python" else 1.0
+    return SAFETY_MARGIN_MS * scale * time_scale()
 
 
 def needs_pins(rig: Rig) -> None:
@@ -195,12 +202,12 @@ def test_link_watchdog_fires_after_200_ms_and_needs_arm(rig: Rig, link: HostLink
     assert tel.state == State.DISARMED
     assert tel.faults & FaultBit.LINK_TIMEOUT
     fault = link.wait_fault(FaultCode.LINK_TIMEOUT, scaled(0.5), since=0)
-    assert LINK_TIMEOUT_MS - 2 <= fault.detail <= LINK_TIMEOUT_MS + margin_ms()
+    assert LINK_TIMEOUT_MS - 2 <= fault.detail <= LINK_TIMEOUT_MS + margin_ms(rig)
     if rig.observes_pins:
         pins = rig.wait_pins(lambda p: p.motor_off, scaled(1.0))
         off_ms = (pins.t_s - last_send_s) * 1000
         # fires after the timeout (a frame time and a tick early at most), never much later
-        assert LINK_TIMEOUT_MS - 5 <= off_ms <= LINK_TIMEOUT_MS + margin_ms(), off_ms
+        assert LINK_TIMEOUT_MS - 5 <= off_ms <= LINK_TIMEOUT_MS + margin_ms(rig), off_ms
         assert pins.servo_us == SERVO_CENTRE_US
         assert pins.state == State.DISARMED
     # the link is back but only ARM re-arms
@@ -242,7 +249,7 @@ def test_host_killed_while_driving_stops_motor_within_200_ms(rig: Rig) -> None:
     if rig.observes_pins:
         pins = rig.wait_pins(lambda p: p.motor_off, scaled(2.0))
         off_ms = (pins.t_s - kill_s) * 1000
-        assert off_ms <= LINK_TIMEOUT_MS + margin_ms(), off_ms
+        assert off_ms <= LINK_TIMEOUT_MS + margin_ms(rig), off_ms
         assert pins.servo_us == SERVO_CENTRE_US
     # a new host finds the MCU disarmed by the link watchdog
     with HostLink(rig.port) as link:
@@ -327,7 +334,7 @@ def test_estop_pin_latch_and_rearm_rules(rig: Rig, link: HostLink) -> None:
         press_s = time.monotonic()
         rig.set_estop_pin(True)
         pins = rig.wait_pins(lambda p: p.motor_off, scaled(1.0))
-        assert (pins.t_s - press_s) * 1000 <= margin_ms()
+        assert (pins.t_s - press_s) * 1000 <= margin_ms(rig)
         tel = link.wait_telemetry(lambda t: t.state == State.ESTOP, scaled(1.0))
         assert tel.faults & FaultBit.ESTOP_PIN
         assert tel.faults & FaultBit.ESTOP_LATCHED
@@ -408,7 +415,7 @@ def test_hung_firmware_is_reset_by_hardware_watchdog(rig: Rig, link: HostLink) -
         hang_s = time.monotonic()
         rig.hang_firmware()
         pins = rig.wait_pins(lambda p: p.motor_off, scaled(1.0))
-        assert (pins.t_s - hang_s) * 1000 <= 120 + 10 + margin_ms()  # WDTO_120MS, +-10 %
+        assert (pins.t_s - hang_s) * 1000 <= 120 + 10 + margin_ms(rig)  # WDTO_120MS, +-10 %
         tel = link.wait_telemetry(lambda t: t.reset_cause == ResetCause.WATCHDOG, scaled(2.0))
         assert tel.state == State.DISARMED
         assert tel.faults & FaultBit.WDT_RESET
