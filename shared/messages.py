@@ -306,6 +306,24 @@ class Release(Message, tag="release", frozen=True, kw_only=True):
     """Operator hands the vehicle back to its autonomy."""
 
 
+class SelectPrimary(Message, tag="select_primary", frozen=True, kw_only=True):
+    """Operator -> vehicle: make this camera the primary one (it gets most of the bitrate)."""
+
+    camera: Id
+
+
+class VideoStatus(Message, tag="video_status", frozen=True, kw_only=True):
+    """Vehicle -> operator: what each camera is sending now (sent about once a second).
+
+    Attributes:
+        primary: the primary camera.
+        cameras: per camera, ``[width, height, fps, target_bitrate_bps]``.
+    """
+
+    primary: Id
+    cameras: dict[Id, Annotated[list[int], msgspec.Meta(min_length=4, max_length=4)]]
+
+
 class ModeChange(Message, tag="mode_change", frozen=True, kw_only=True):
     """Vehicle -> operator: the supervisor changed mode, with the reason."""
 
@@ -341,6 +359,8 @@ DataMessage = (
     | EstopReset
     | Takeover
     | Release
+    | SelectPrimary
+    | VideoStatus
     | ModeChange
     | Alert
     | Ack
