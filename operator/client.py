@@ -14,7 +14,7 @@ import logging
 import statistics
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,13 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
+def _percentile(values: deque[float], fraction: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
 @dataclass
 class OperatorStats:
     """What a headless operator reports.
@@ -54,7 +61,9 @@ class OperatorStats:
     takeover on (the ones meant to drive); ``commands_sent_total`` also counts the
     deadman-released commands that keep the link fresh before the takeover is granted.
     ``commands_applied`` is the vehicle's count of commands whose DRIVE frame the motor
-    controller acknowledged.
+    controller acknowledged. ``command_latency_ms`` holds the vehicle's age of each newly
+    applied command at application (operator send -> motor-controller write, from telemetry);
+    ``stale_commands_applied`` is the vehicle's count of commands applied past their bound.
     """
 
     frames_received: int = 0
@@ -66,6 +75,8 @@ class OperatorStats:
     commands_applied: int = 0
     telemetry_received: int = 0
     rtt_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
+    command_latency_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
+    stale_commands_applied: int = 0
     errors: int = 0
     sessions: int = 0
     last_telemetry: m.Telemetry | None = None
@@ -91,6 +102,9 @@ class OperatorStats:
             "rtt_ms_p50": round(statistics.median(rtt), 3) if rtt else None,
             "g2g_ms_p50": _round(self.g2g.percentile(0.5)),
             "g2g_ms_p95": _round(self.g2g.percentile(0.95)),
+            "command_latency_ms_p50": _round(_percentile(self.command_latency_ms, 0.5)),
+            "command_latency_ms_p95": _round(_percentile(self.command_latency_ms, 0.95)),
+            "stale_commands_applied": self.stale_commands_applied,
             "errors": self.errors,
             "sessions": self.sessions,
             "mode": self.last_telemetry.mode if self.last_telemetry else None,
@@ -112,6 +126,9 @@ class OperatorClient:
             client has handled it (the console shows mode changes, alerts, presence...).
         fast_video: release each video frame as soon as it is complete (teledrive's jitter
             buffer) instead of aiortc's one-frame-late release.
+        on_hub_connected: awaited after each registration with the hub (the console lists
+            the fleet then).
+        on_command_sent: called with every drive command handed to the data channel.
     """
 
     def __init__(
@@ -125,6 +142,8 @@ class OperatorClient:
         on_frame: Callable[[str, Any], None] | None = None,
         on_message: Callable[[m.Message], None] | None = None,
         fast_video: bool = True,
+        on_hub_connected: Callable[[], Awaitable[None]] | None = None,
+        on_command_sent: Callable[[m.DriveCommand], None] | None = None,
     ) -> None:
         self.vehicle_id = vehicle_id
         self.source: CommandSource = source or ScriptedPattern()
@@ -132,6 +151,9 @@ class OperatorClient:
         self._on_frame = on_frame
         self._on_message = on_message
         self.fast_video = fast_video
+        self._hub_connected_hook = on_hub_connected
+        self._on_command_sent = on_command_sent
+        self._latency_seq: int | None = None
         self._last_telemetry_s: float | None = None
         self._session_started_s: float | None = None
         self.stats = OperatorStats()
@@ -153,6 +175,8 @@ class OperatorClient:
         self.mode_changes: list[m.ModeChange] = []
         self.alerts: list[m.Alert] = []
         self.acks: list[m.Ack] = []
+        self.video_status: m.VideoStatus | None = None
+        """The vehicle's last report of what each camera sends (about once a second)."""
         self._connect_sent_s: float | None = None
         self._seq = 0
         self._drive_start_s: float | None = None
@@ -207,6 +231,8 @@ class OperatorClient:
     async def _on_hub_connected(self) -> None:
         self._connect_sent_s = None
         await self._maybe_connect()
+        if self._hub_connected_hook is not None:
+            await self._hub_connected_hook()
 
     async def _maybe_connect(self) -> None:
         """Asks the hub for a session unless one is up or a request is still pending."""
@@ -317,6 +343,7 @@ class OperatorClient:
                 self.stats.telemetry_received += 1
                 self.stats.commands_applied = message.commands_applied
                 self.stats.last_telemetry = message
+                self._note_command_latency(message)
                 if self._control_seq is None and self.in_control and message.last_seq:
                     self._control_seq = message.last_seq
             case m.TimeResponse(id=request_id, t1=t1, t2=t2, t3=t3):
@@ -342,10 +369,22 @@ class OperatorClient:
                 log.warning("vehicle alert (%s): %s", message.level, message.text)
             case m.Ack():
                 self.acks.append(message)
+            case m.VideoStatus():
+                self.video_status = message
             case _:
                 pass
         if self._on_message is not None:
             self._on_message(message)
+
+    def _note_command_latency(self, telemetry: m.Telemetry) -> None:
+        """One latency sample per newly applied command (telemetry repeats a held one)."""
+        stats = self.stats
+        stats.stale_commands_applied = max(stats.stale_commands_applied, telemetry.stale_applied)
+        age_ms = telemetry.command_age_ms
+        if age_ms is None or not telemetry.last_seq or telemetry.last_seq == self._latency_seq:
+            return
+        self._latency_seq = telemetry.last_seq
+        stats.command_latency_ms.append(age_ms)
 
     # -- loops ------------------------------------------------------------------------------
 
@@ -369,6 +408,8 @@ class OperatorClient:
         )
         if self.channels.drive.send(command):
             self.stats.commands_sent_total += 1
+            if self._on_command_sent is not None:
+                self._on_command_sent(command)
             if self._control_seq is not None:
                 self.stats.commands_sent = (self._seq - self._control_seq) % (1 << 32) + 1
 
@@ -402,6 +443,10 @@ class OperatorClient:
             if self._session_dead():
                 log.warning("no telemetry from the vehicle for %.1f s: new session", SESSION_DEAD_S)
                 await self._close_pc()
+                # Forget the dead session: the hub answers the new Connect with a Bye for it,
+                # which must not count as "the new session ended" (that re-asked at once, and
+                # every Connect ended the session the previous one had just opened).
+                self.session_id = None
                 self._connect_sent_s = None
                 await self._maybe_connect()
                 continue
@@ -436,6 +481,17 @@ class OperatorClient:
         """Whether the vehicle's last telemetry says the operator drives."""
         telemetry = self.stats.last_telemetry
         return telemetry is not None and telemetry.mode in ("TELEOP", "DEGRADED")
+
+    def select_primary(self, camera: str) -> bool:
+        """Asks the vehicle to give ``camera`` most of the video bitrate.
+
+        The vehicle answers with ``Ack(ref="select_primary")`` (``ok=False`` for an unknown
+        camera); :attr:`video_status` shows the new split about a second later.
+
+        Returns:
+            Whether the request was sent (False without an open session).
+        """
+        return self.send_event(m.SelectPrimary(camera=camera))
 
     def send_event(self, message: m.Message) -> bool:
         """Sends an event (e-stop, takeover, release, ...) on the reliable channel."""

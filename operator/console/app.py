@@ -29,7 +29,7 @@ from teledrive.operator.console.controls import (
     GamepadMapping,
     KeyboardInput,
 )
-from teledrive.operator.console.overlay import OverlayInputs
+from teledrive.operator.console.overlay import CameraModel, OverlayInputs, top_down_camera
 from teledrive.shared import messages as m
 from teledrive.shared.errors import ConfigError, TeledriveError
 
@@ -39,6 +39,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_WINDOW_SIZE: Final = (1600, 900)
+CAMERA_VIEWS: Final[dict[str, Callable[[], CameraModel]]] = {
+    "forward": CameraModel,
+    "top-down": top_down_camera,
+}
+"""How the overlay projects onto the picture: a forward camera, or a map view (the simulator's)."""
 
 
 class ConsoleLink(Protocol):
@@ -87,6 +92,7 @@ def build_window(
     gamepad: GamepadPoller | None = None,
     keyboard: KeyboardInput | None = None,
     clock_ms: Callable[[], float] | None = None,
+    camera_model: CameraModel | None = None,
 ) -> Any:
     """Creates the console window (a ``QApplication`` must exist)."""
     from teledrive.operator.console.window import ConsoleWindow
@@ -99,6 +105,7 @@ def build_window(
         gamepad=gamepad,
         keyboard=keyboard,
         clock_ms=clock_ms or (lambda: time.monotonic() * 1000.0),
+        camera_model=camera_model,
     )
 
 
@@ -110,6 +117,13 @@ def add_console_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--screenshot", type=Path, help="save a PNG of the window and exit")
     parser.add_argument("--seconds", type=float, help="run N seconds (then screenshot) and exit")
     parser.add_argument("--no-gamepad", action="store_true", help="do not open SDL gamepads")
+    parser.add_argument(
+        "--camera-view",
+        choices=sorted(CAMERA_VIEWS),
+        default="forward",
+        help="how the predictive overlay is projected: a forward camera (default) or a "
+        "top-down map view such as the simulated world camera's",
+    )
     parser.add_argument(
         "--gamepad-config", type=Path, help="TOML file with a [gamepad] mapping table"
     )
@@ -170,7 +184,12 @@ def run_console(args: argparse.Namespace) -> int:
 
         gamepad = GamepadPoller(controller_mapping=mapping) if mapping else GamepadPoller()
     window = build_window(
-        source=source, link=link, frames=frames, frame_signal=frame_signal.ready, gamepad=gamepad
+        source=source,
+        link=link,
+        frames=frames,
+        frame_signal=frame_signal.ready,
+        gamepad=gamepad,
+        camera_model=CAMERA_VIEWS[args.camera_view](),
     )
     window.resize(*DEFAULT_WINDOW_SIZE)
     window.show()

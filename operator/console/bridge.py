@@ -6,11 +6,15 @@ The UI thread never waits on the network or on decoding. Between the two threads
   :class:`FrameMailbox` (one slot per camera: a newer frame replaces an unpainted one, frames
   are never queued); when a slot goes from empty to full it calls ``notify_frame``, which the
   window connects to a queued Qt signal, so at most one paint request is in flight;
-* state: the client thread publishes a :class:`LinkSnapshot` every ``snapshot_period_s`` and
+* state: the client thread publishes a :class:`LinkSnapshot` every ``SNAPSHOT_PERIOD_S`` and
   queues hub and vehicle messages (presence, mode changes, alerts, acks); the UI polls both;
 * commands: the 50 Hz drive loop reads the thread-safe
   :class:`~teledrive.operator.console.controls.ConsoleCommandSource`; events (e-stop,
   takeover, ...) are handed over with ``loop.call_soon_threadsafe``.
+
+The network side is a plain :class:`~teledrive.operator.client.OperatorClient` fed through its
+public hooks (``on_frame``, ``on_message``, ``on_hub_connected``). Its automatic takeover is
+off: in the console, control passes to the operator only when the operator asks for it.
 """
 
 from __future__ import annotations
@@ -27,7 +31,11 @@ from typing import Any, Final
 
 from teledrive.operator.client import COMMAND_PERIOD_S, OperatorClient
 from teledrive.operator.console.controls import ConsoleCommandSource
-from teledrive.operator.console.metrics import FrameRateMeter, GlassToGlass
+from teledrive.operator.console.metrics import (
+    FrameRateMeter,
+    VideoLinkMeter,
+    counters_from_report,
+)
 from teledrive.shared import messages as m
 from teledrive.shared.errors import LinkError
 from teledrive.shared.signaling import SignalingClient
@@ -37,6 +45,7 @@ log = logging.getLogger(__name__)
 SNAPSHOT_PERIOD_S: Final = 0.05
 MAX_PENDING_MESSAGES: Final = 1000
 STOP_TIMEOUT_S: Final = 5.0
+STATS_PERIOD_S: Final = 1.0
 
 
 class FrameMailbox:
@@ -78,6 +87,8 @@ class LinkSnapshot:
         video_fps: frame rate of the primary camera.
         frames: frames decoded per camera.
         glass_to_glass_ms: latest glass-to-glass delay, when capture times are known.
+        video_kbps: receive bitrate (whole transport: video and data channels), when known.
+        video_loss: fraction of video RTP packets lost over the last second, when known.
         commands_sent: drive commands sent.
         errors: errors counted by the client.
         cameras: camera names in the vehicle's order (primary first).
@@ -93,71 +104,11 @@ class LinkSnapshot:
     video_fps: float = 0.0
     frames: dict[str, int] = field(default_factory=dict)
     glass_to_glass_ms: float | None = None
+    video_kbps: float | None = None
+    video_loss: float | None = None
     commands_sent: int = 0
     errors: int = 0
     cameras: tuple[str, ...] = ()
-
-
-class ConsoleClient(OperatorClient):
-    """An :class:`OperatorClient` that also reports hub and vehicle messages and camera names.
-
-    The hooks (overrides of the client's message handlers) stand in for callbacks the client
-    does not offer yet.
-
-    Args:
-        hub_url: websocket URL of the hub.
-        vehicle_id: the vehicle to connect to.
-        on_message: gets every hub and data-channel message (client thread).
-        on_video: gets (camera name, frame) for every decoded frame (client thread).
-        kwargs: passed to :class:`OperatorClient`.
-    """
-
-    def __init__(
-        self,
-        hub_url: str,
-        vehicle_id: str,
-        *,
-        on_message: Callable[[m.Message], None],
-        on_video: Callable[[str, Any], None],
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(hub_url, vehicle_id, on_frame=self._frame, **kwargs)
-        self._forward = on_message
-        self._on_video = on_video
-        self.camera_names: list[str] = []
-        self._track_names: dict[str, str] = {}
-
-    async def _on_hub_connected(self, *_: object) -> None:
-        await self.signaling.send(m.ListVehicles())
-        await super()._on_hub_connected()
-
-    async def _on_signal(self, message: m.SignalMessage) -> None:
-        match message:
-            case m.VehicleList(vehicles=infos):
-                for info in infos:
-                    if info.id == self.vehicle_id and info.cameras:
-                        self.camera_names = list(info.cameras)
-            case m.Presence(vehicle=info) if info.id == self.vehicle_id and info.cameras:
-                self.camera_names = list(info.cameras)
-            case m.Offer():
-                self._track_names.clear()
-            case _:
-                pass
-        self._forward(message)
-        await super()._on_signal(message)
-
-    def _on_data(self, message: m.DataMessage) -> None:
-        super()._on_data(message)
-        self._forward(message)
-
-    def _on_track(self, track: Any) -> None:
-        index = len(self._track_names)
-        names = self.camera_names
-        self._track_names[str(track.id)] = names[index] if index < len(names) else f"cam{index}"
-        super()._on_track(track)
-
-    def _frame(self, track_id: str, frame: Any) -> None:
-        self._on_video(self._track_names.get(track_id, track_id), frame)
 
 
 class ClientThread:
@@ -199,12 +150,13 @@ class ClientThread:
         self._ready = threading.Event()
         self._stopped = asyncio.Event()
         self._vehicle_id: str | None = None
-        self._client: ConsoleClient | None = None
+        self._client: OperatorClient | None = None
         self._watcher: SignalingClient | None = None
         self._runner: asyncio.Task[Any] | None = None
         self._fps = FrameRateMeter()
-        self._g2g = GlassToGlass()
+        self._link_meter = VideoLinkMeter()
         self._frame_counts: dict[str, int] = {}
+        self._cameras: tuple[str, ...] = ()
         self.primary_camera: str | None = None
         self.events_sent: list[m.Message] = []
         self.events_unsent = 0
@@ -271,13 +223,18 @@ class ClientThread:
         self._stopped = asyncio.Event()
         self._ready.set()
         self._switch(self._vehicle_id)
-        publisher = asyncio.create_task(self._publish_loop(), name="console-snapshot")
+        loops = [
+            asyncio.create_task(self._publish_loop(), name="console-snapshot"),
+            asyncio.create_task(self._stats_loop(), name="console-stats"),
+        ]
         try:
             await self._stopped.wait()
         finally:
-            publisher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await publisher
+            for task in loops:
+                task.cancel()
+            for task in loops:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await self._stop_runner()
 
     def _switch(self, vehicle_id: str | None) -> None:
@@ -286,7 +243,8 @@ class ClientThread:
             self._vehicle_id = vehicle_id
             self._frame_counts = {}
             self._fps = FrameRateMeter()
-            self._g2g = GlassToGlass()
+            self._link_meter = VideoLinkMeter()
+            self._cameras = ()
             self.primary_camera = None
             if vehicle_id is None:
                 watcher = SignalingClient(
@@ -298,23 +256,28 @@ class ClientThread:
                 self._watcher = watcher
                 self._runner = asyncio.create_task(watcher.run(), name="console-watch")
             else:
-                client = ConsoleClient(
+                client = OperatorClient(
                     self.hub_url,
                     vehicle_id,
                     operator_id=self.operator_id,
                     source=self.source,
                     clock=self._clock,
+                    on_frame=self._on_video,
                     on_message=self._on_message,
-                    on_video=self._on_video,
+                    on_hub_connected=self._list_vehicles,
                 )
+                client.want_control = False  # takeover only on the operator's request
                 self._client = client
                 self._runner = asyncio.create_task(client.run(), name="console-client")
 
         asyncio.get_running_loop().create_task(switch())
 
     async def _list_vehicles(self, *_: object) -> None:
-        if self._watcher is not None:
-            await self._watcher.send(m.ListVehicles())
+        if self._client is not None:
+            await self._client.list_vehicles()
+        elif self._watcher is not None:
+            with contextlib.suppress(LinkError):
+                await self._watcher.send(m.ListVehicles())
 
     async def _stop_runner(self) -> None:
         runner, self._runner = self._runner, None
@@ -331,8 +294,7 @@ class ClientThread:
 
     def _send_event(self, message: m.Message) -> None:
         client = self._client
-        channels = client.channels if client is not None else None
-        if channels is not None and channels.events.send(message):
+        if client is not None and client.send_event(message):
             self.events_sent.append(message)
             return
         # the drive commands carry the e-stop flag as well, so an e-stop is never lost here
@@ -340,31 +302,48 @@ class ClientThread:
         log.warning("console: %s not sent: no open session", m.message_type(message))
 
     def _on_message(self, message: m.Message) -> None:
-        if isinstance(message, m.FrameTimes):
-            for frame in message.frames:
-                self._g2g.on_captured(frame.camera, frame.pts, frame.capture_ms)
-            return
-        if isinstance(message, m.Telemetry | m.TimeResponse | m.TimeRequest):
-            return  # published through the snapshot
+        if isinstance(message, m.Telemetry | m.TimeResponse | m.TimeRequest | m.FrameTimes):
+            return  # published through the snapshot (the client pairs the frame times)
+        self._note_cameras(message)
         with self._lock:
             self._messages.append(message)
 
+    def _note_cameras(self, message: m.Message) -> None:
+        """Keeps the vehicle's camera names (primary first) from the fleet messages."""
+        if isinstance(message, m.VehicleList):
+            infos = message.vehicles
+        elif isinstance(message, m.Presence):
+            infos = [message.vehicle]
+        else:
+            return
+        for info in infos:
+            if info.id == self._vehicle_id and info.cameras:
+                self._cameras = tuple(info.cameras)
+
     def _on_video(self, camera: str, frame: Any) -> None:
+        """A decoded frame; ``camera`` is the track id (the vehicle names tracks by camera)."""
         now_ms = self._clock() * 1000.0
         if self.primary_camera is None:
-            self.primary_camera = camera
+            self.primary_camera = self._cameras[0] if self._cameras else camera
         self._frame_counts[camera] = self._frame_counts.get(camera, 0) + 1
-        client = self._client
-        pts = getattr(frame, "pts", None)
-        if client is not None and isinstance(pts, int):
-            offset = client.clock_sync.offset_at(now_ms) if client.clock_sync.ready else None
-            self._g2g.on_decoded(camera, pts, now_ms, offset)
         if camera == self.primary_camera:
             self._fps.on_frame(now_ms)
             self.source.on_frame()
         image = self._image_from_frame(frame)
         if self.frames.put(camera, image):
             self._notify_frame()
+
+    async def _stats_loop(self) -> None:
+        """Reads aiortc's statistics once a second for the bitrate and loss figures."""
+        while True:
+            await asyncio.sleep(STATS_PERIOD_S)
+            client = self._client
+            pc = client.pc if client is not None else None
+            counters = None
+            if pc is not None:
+                report = await pc.getStats()
+                counters = counters_from_report(report.values())
+            self._link_meter.on_sample(self._clock() * 1000.0, counters)
 
     async def _publish_loop(self) -> None:
         while True:
@@ -397,10 +376,12 @@ class ClientThread:
                 one_way_ms=one_way,
                 video_fps=self._fps.fps(now_ms),
                 frames=dict(self._frame_counts),
-                glass_to_glass_ms=self._g2g.latest_ms,
+                glass_to_glass_ms=client.g2g.last_ms,
+                video_kbps=self._link_meter.bitrate_kbps,
+                video_loss=self._link_meter.loss_fraction,
                 commands_sent=client.stats.commands_sent,
                 errors=client.stats.errors,
-                cameras=tuple(client.camera_names),
+                cameras=self._cameras,
             )
         with self._lock:
             self._snapshot = snapshot

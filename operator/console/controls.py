@@ -48,6 +48,9 @@ QT_KEY_CONTROL: Final = 0x01000021
 
 DEFAULT_INPUT_STALE_MS: Final = 250.0
 DEFAULT_RESET_CONFIRM_MS: Final = 5000.0
+DEFAULT_KEY_ACCEL_MPS2: Final = 1.0
+DEFAULT_KEY_STEER_RATE_RAD_S: Final = 0.7
+MAX_RAMP_STEP_MS: Final = 100.0
 
 
 class Key(enum.Enum):
@@ -142,19 +145,76 @@ def combine_intents(*intents: DriveIntent) -> DriveIntent:
     return IDLE
 
 
+def _toward(current: float, target: float, max_step: float) -> float:
+    if abs(target - current) <= max_step:
+        return target
+    return current + math.copysign(max_step, target - current)
+
+
+class KeyRamp:
+    """Turns the keyboard's on/off targets into gradual commands; sans-I/O.
+
+    Speed moving away from zero rises at ``accel_mps2``; speed toward zero (a key let go, the
+    opposite key pressed) follows at once, since slowing down is never what should wait.
+    Steering follows at ``steer_rate_rad_s`` both ways. A released deadman resets to zero.
+
+    Args:
+        accel_mps2: how fast a held key's speed builds up.
+        steer_rate_rad_s: how fast the steering follows the keys.
+    """
+
+    def __init__(
+        self,
+        *,
+        accel_mps2: float = DEFAULT_KEY_ACCEL_MPS2,
+        steer_rate_rad_s: float = DEFAULT_KEY_STEER_RATE_RAD_S,
+    ) -> None:
+        for name, value in (("accel_mps2", accel_mps2), ("steer_rate_rad_s", steer_rate_rad_s)):
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"keyboard ramp: {name} must be > 0, got {value}")
+        self.accel_mps2 = accel_mps2
+        self.steer_rate_rad_s = steer_rate_rad_s
+        self._speed_mps = 0.0
+        self._steer_rad = 0.0
+        self._last_ms: float | None = None
+
+    def step(self, target: DriveIntent, now_ms: float) -> DriveIntent:
+        """The command at ``now_ms`` on the way to ``target``."""
+        last_ms, self._last_ms = self._last_ms, now_ms
+        if not target.deadman:
+            self._speed_mps = self._steer_rad = 0.0
+            return IDLE
+        # a stalled UI must not turn into one big jump
+        dt_s = 0.0 if last_ms is None else min(max(now_ms - last_ms, 0.0), MAX_RAMP_STEP_MS) / 1e3
+        speed, want = self._speed_mps, target.speed_mps
+        if speed * want < 0:
+            speed = 0.0  # reversing: stop at once, then build up the other way
+        # toward zero at once, away from it at the ramp's acceleration
+        rise_mps = self.accel_mps2 * dt_s
+        self._speed_mps = want if abs(want) <= abs(speed) else _toward(speed, want, rise_mps)
+        self._steer_rad = _toward(self._steer_rad, target.steer_rad, self.steer_rate_rad_s * dt_s)
+        return DriveIntent(self._speed_mps, self._steer_rad, True)
+
+
 class KeyboardInput:
     """Keyboard state: which mapped keys are held.
 
     Args:
         keys: Qt key code -> what it does.
         limits: command magnitudes for held keys.
+        ramp: how the commands follow the keys (a default :class:`KeyRamp` when None).
     """
 
     def __init__(
-        self, keys: Mapping[int, Key] = DEFAULT_KEYS, limits: DriveLimits | None = None
+        self,
+        keys: Mapping[int, Key] = DEFAULT_KEYS,
+        limits: DriveLimits | None = None,
+        *,
+        ramp: KeyRamp | None = None,
     ) -> None:
         self.keys = dict(keys)
         self.limits = limits or DriveLimits()
+        self.ramp = ramp or KeyRamp()
         self._held: set[Key] = set()
         self._held_codes: set[int] = set()
 
@@ -185,8 +245,12 @@ class KeyboardInput:
         """Whether a key with that function is held."""
         return key in self._held
 
+    def drive(self, now_ms: float) -> DriveIntent:
+        """The intent to drive with at ``now_ms``: :meth:`intent` through the ramp."""
+        return self.ramp.step(self.intent(), now_ms)
+
     def intent(self) -> DriveIntent:
-        """The drive intent from the held keys."""
+        """The target from the held keys (full speed and lock; :meth:`drive` ramps to it)."""
         if Key.DEADMAN not in self._held:
             return IDLE
         lim = self.limits

@@ -18,6 +18,7 @@ from teledrive.operator.console.controls import SourceStatus
 from teledrive.operator.console.theme import COLORS
 
 TELEMETRY_STALE_MS: Final = 1000.0
+ALERT_SHOW_MS: Final = 10_000.0
 
 
 class Severity(enum.IntEnum):
@@ -107,6 +108,28 @@ def banner_for(
     return None
 
 
+ALERT_SEVERITY: Final = {
+    "info": Severity.INFO,
+    "warning": Severity.WARNING,
+    "critical": Severity.CRITICAL,
+}
+
+
+def alert_banner(level: str, text: str) -> Banner:
+    """The banner for a vehicle ``Alert``."""
+    severity = ALERT_SEVERITY.get(level, Severity.WARNING)
+    return Banner(f"{level.upper()}: {text}", severity)
+
+
+def louder(state: Banner | None, alert: Banner | None) -> Banner | None:
+    """The banner to show: the louder of the state's and a recent alert's (the state on a tie)."""
+    if alert is None:
+        return state
+    if state is None or alert.severity > state.severity:
+        return alert
+    return state
+
+
 def _ms(value: float | None) -> str:
     return "—" if value is None else f"{value:.0f} ms"
 
@@ -122,6 +145,10 @@ def hud_values(snapshot: LinkSnapshot) -> dict[str, str]:
         "one_way": _ms(snapshot.one_way_ms),
         "g2g": _ms(snapshot.glass_to_glass_ms),
         "fps": f"{snapshot.video_fps:.1f}",
+        "bitrate": "—"
+        if snapshot.video_kbps is None
+        else f"{snapshot.video_kbps / 1000:.2f} Mbit/s",
+        "loss": "—" if snapshot.video_loss is None else f"{snapshot.video_loss * 100:.1f} %",
         "frames": str(sum(snapshot.frames.values())),
         "battery": "—" if t is None or t.battery_v <= 0 else f"{t.battery_v:.1f} V",
         "mcu": "—" if t is None else t.mcu_state,
@@ -144,7 +171,16 @@ _SECTIONS: Final = (
         "LINK",
         (("link", "State"), ("rtt", "RTT"), ("one_way", "One-way"), ("drops", "Cmd drops")),
     ),
-    ("VIDEO", (("g2g", "Glass-to-glass"), ("fps", "Frame rate"), ("frames", "Frames"))),
+    (
+        "VIDEO",
+        (
+            ("g2g", "Glass-to-glass"),
+            ("fps", "Frame rate"),
+            ("bitrate", "Bitrate (rx)"),
+            ("loss", "Packet loss"),
+            ("frames", "Frames"),
+        ),
+    ),
     ("VEHICLE", (("battery", "Battery"), ("mcu", "MCU"))),
 )
 
@@ -187,7 +223,12 @@ class AlertBanner(QLabel):
         if banner is None:
             self.setVisible(False)
             return
-        color = COLORS["estop"] if banner.severity >= Severity.CRITICAL else COLORS["warning"]
+        if banner.severity >= Severity.CRITICAL:
+            color = COLORS["estop"]
+        elif banner.severity >= Severity.WARNING:
+            color = COLORS["warning"]
+        else:
+            color = COLORS["autonomy"]
         self.setText(banner.text)
         self.setStyleSheet(
             f"background:{color}; color:#ffffff; font-size:18px; font-weight:700; padding:8px;"

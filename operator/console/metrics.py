@@ -1,22 +1,20 @@
-"""Video figures for the HUD, sans-I/O: frame rate and glass-to-glass delay.
+"""Video figures for the HUD, sans-I/O: frame rate, receive bitrate and packet loss.
 
-Glass-to-glass pairs two facts about one frame: when the vehicle captured it (``FrameTimes``
-on the telemetry channel, vehicle clock, keyed by camera and RTP pts) and when the console
-decoded it (operator clock). With the clock offset ``vehicle - operator`` from clock sync::
-
-    glass_to_glass = decoded_ms + offset_ms - capture_ms
-
-Either fact may arrive first, so both sides are remembered for a bounded number of frames.
-(It is "decode-to-glass" only up to the paint, which follows within one UI frame.)
+Glass-to-glass comes from the client (:class:`teledrive.operator.g2g.GlassToGlass`). Bitrate
+and loss come from aiortc's statistics (``RTCPeerConnection.getStats()``), which hold running
+totals: :func:`counters_from_report` picks them out, :class:`VideoLinkMeter` turns two
+samples into rates. aiortc's ``inbound-rtp`` entries count packets but not bytes, so the
+bitrate is that of the whole (bundled) transport: video plus the small data channels.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
-from typing import Final
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Final
 
 DEFAULT_FPS_WINDOW_MS: Final = 1000.0
-DEFAULT_MATCH_HISTORY: Final = 256
 
 
 class FrameRateMeter:
@@ -50,47 +48,63 @@ class FrameRateMeter:
             self._times.popleft()
 
 
-class GlassToGlass:
-    """Pairs capture and decode times of frames; keeps the latest glass-to-glass figure.
+@dataclass(frozen=True)
+class LinkCounters:
+    """Running totals from one statistics report.
 
-    Args:
-        history: frames remembered on each side while waiting for the other.
+    Attributes:
+        bytes_received: bytes received on the transport(s), all planes.
+        packets_received: video RTP packets received.
+        packets_lost: video RTP packets lost (as the receiver counts them).
     """
 
-    def __init__(self, *, history: int = DEFAULT_MATCH_HISTORY) -> None:
-        self._history = history
-        self._decoded: OrderedDict[tuple[str, int], float] = OrderedDict()
-        self._captured: OrderedDict[tuple[str, int], float] = OrderedDict()
-        self.latest_ms: float | None = None
-        self.matched = 0
+    bytes_received: int
+    packets_received: int
+    packets_lost: int
 
-    def on_decoded(self, camera: str, pts: int, decoded_ms: float, offset_ms: float | None) -> None:
-        """A frame was decoded at ``decoded_ms`` (operator clock)."""
-        key = (camera, pts)
-        capture_ms = self._captured.pop(key, None)
-        if capture_ms is not None and offset_ms is not None:
-            self._match(decoded_ms + offset_ms - capture_ms)
+
+def counters_from_report(stats: Iterable[Any]) -> LinkCounters | None:
+    """Sums an aiortc stats report's values (``report.values()``); None without video stats."""
+    total_bytes = packets = lost = 0
+    video = False
+    for item in stats:
+        kind = getattr(item, "type", None)
+        if kind == "transport":
+            total_bytes += int(getattr(item, "bytesReceived", 0))
+        elif kind == "inbound-rtp" and getattr(item, "kind", None) == "video":
+            video = True
+            packets += int(getattr(item, "packetsReceived", 0))
+            lost += int(getattr(item, "packetsLost", 0))
+    return LinkCounters(total_bytes, packets, lost) if video else None
+
+
+class VideoLinkMeter:
+    """Receive bitrate and packet loss between the last two samples of running totals.
+
+    A sample whose totals went down (a new session started counting from zero) starts over.
+    """
+
+    def __init__(self) -> None:
+        self._last: tuple[float, LinkCounters] | None = None
+        self.bitrate_kbps: float | None = None
+        self.loss_fraction: float | None = None
+
+    def on_sample(self, now_ms: float, counters: LinkCounters | None) -> None:
+        """Takes the totals read at ``now_ms`` (None: no session; the figures are cleared)."""
+        if counters is None:
+            self._last, self.bitrate_kbps, self.loss_fraction = None, None, None
             return
-        if offset_ms is not None:
-            self._remember(self._decoded, key, decoded_ms + offset_ms)
-
-    def on_captured(self, camera: str, pts: int, capture_ms: float) -> None:
-        """The vehicle reports a frame's capture time (vehicle clock)."""
-        key = (camera, pts)
-        decoded_vehicle_ms = self._decoded.pop(key, None)
-        if decoded_vehicle_ms is not None:
-            self._match(decoded_vehicle_ms - capture_ms)
+        last, self._last = self._last, (now_ms, counters)
+        if last is None:
             return
-        self._remember(self._captured, key, capture_ms)
-
-    def _match(self, g2g_ms: float) -> None:
-        if g2g_ms >= 0:
-            self.latest_ms = g2g_ms
-            self.matched += 1
-
-    def _remember(
-        self, table: OrderedDict[tuple[str, int], float], key: tuple[str, int], value: float
-    ) -> None:
-        table[key] = value
-        while len(table) > self._history:
-            table.popitem(last=False)
+        then_ms, before = last
+        span_ms = now_ms - then_ms
+        d_bytes = counters.bytes_received - before.bytes_received
+        d_packets = counters.packets_received - before.packets_received
+        d_lost = counters.packets_lost - before.packets_lost
+        if span_ms <= 0 or d_bytes < 0 or d_packets < 0:
+            self.bitrate_kbps, self.loss_fraction = None, None
+            return
+        self.bitrate_kbps = d_bytes * 8.0 / span_ms  # bits per ms = kbit/s
+        expected = d_packets + max(d_lost, 0)
+        self.loss_fraction = max(d_lost, 0) / expected if expected > 0 else 0.0

@@ -57,6 +57,47 @@ class CameraModel:
     forward_m: float = 0.0
 
 
+def top_down_camera(
+    *,
+    pixels_per_m: float = 30.0,
+    vehicle_y_fraction: float = 0.72,
+    width_px: float = 640.0,
+    height_px: float = 480.0,
+    lens_height_m: float = 10.0,
+) -> CameraModel:
+    """A camera looking straight down, heading up: a map view such as the simulator's.
+
+    The defaults match teledrive's simulated world camera at 640x480 (30 px per metre, the
+    rear axle at 72 % of the picture height). A pinhole looking straight down maps the ground
+    to the picture at a constant scale, so the same projection serves both kinds of camera.
+
+    Args:
+        pixels_per_m: map scale at ``width_px`` x ``height_px``.
+        vehicle_y_fraction: where the vehicle reference point is, as a fraction of the height.
+        width_px: picture width the scale refers to.
+        height_px: picture height the scale refers to.
+        lens_height_m: any height (the scale fixes the field of view).
+
+    Raises:
+        ConfigError: a scale, size or height that is not positive.
+    """
+    for name, value in (
+        ("pixels_per_m", pixels_per_m),
+        ("width_px", width_px),
+        ("height_px", height_px),
+        ("lens_height_m", lens_height_m),
+    ):
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"top-down camera: {name} must be > 0, got {value}")
+    focal_px = pixels_per_m * lens_height_m
+    return CameraModel(
+        height_m=lens_height_m,
+        pitch_rad=math.pi / 2.0,
+        hfov_rad=2.0 * math.atan((width_px / 2.0) / focal_px),
+        forward_m=(vehicle_y_fraction - 0.5) * height_px / pixels_per_m,
+    )
+
+
 @dataclass(frozen=True)
 class OverlayInputs:
     """What the overlay is computed from.

@@ -29,13 +29,17 @@ from teledrive.operator.console.controls import (
 )
 from teledrive.operator.console.fleet import FleetModel, FleetPanel
 from teledrive.operator.console.hud import (
+    ALERT_SHOW_MS,
     TELEMETRY_STALE_MS,
     AlertBanner,
     Banner,
     HudPanel,
     Severity,
+    alert_banner,
     banner_for,
+    louder,
 )
+from teledrive.operator.console.overlay import CameraModel
 from teledrive.operator.console.theme import STYLE_SHEET
 from teledrive.operator.console.video_view import ThumbnailStrip, VideoView
 from teledrive.shared import messages as m
@@ -59,6 +63,8 @@ class ConsoleWindow(QMainWindow):
         gamepad: SDL gamepad poller, or None.
         keyboard: keyboard state (default key map when None).
         clock_ms: monotonic clock in ms (the help queue's waits).
+        camera_model: how the overlay projects onto the primary camera (a forward camera
+            by default).
     """
 
     action_done = Signal(str)
@@ -73,6 +79,7 @@ class ConsoleWindow(QMainWindow):
         gamepad: GamepadPoller | None,
         keyboard: KeyboardInput | None,
         clock_ms: Callable[[], float],
+        camera_model: CameraModel | None = None,
     ) -> None:
         super().__init__()
         self.setWindowTitle("teledrive console")
@@ -86,6 +93,8 @@ class ConsoleWindow(QMainWindow):
         self.fleet_model = FleetModel()
         self.primary_camera: str | None = None
         self.last_status: SourceStatus | None = None
+        self._camera_model = camera_model
+        self._alert: tuple[Banner, float] | None = None  # the newest vehicle alert, shown at
         self._build()
         frame_signal.connect(self.paint_frames, Qt.ConnectionType.QueuedConnection)
         app = QApplication.instance()
@@ -119,7 +128,7 @@ class ConsoleWindow(QMainWindow):
         self.lockout_banner = AlertBanner(central)
         self.lockout_banner.setObjectName("lockoutBanner")
         middle.addWidget(self.lockout_banner)
-        self.video = VideoView(central)
+        self.video = VideoView(central, camera_model=self._camera_model)
         middle.addWidget(self.video, 1)
         self.thumbnails = ThumbnailStrip(central)
         self.thumbnails.selected.connect(self.make_primary)
@@ -199,7 +208,8 @@ class ConsoleWindow(QMainWindow):
             for action in self.gamepad.poll():
                 self.do(action)
         pad = self.gamepad.intent() if self.gamepad is not None else None
-        intent = combine_intents(*(i for i in (pad, self.keyboard.intent()) if i is not None))
+        keys = self.keyboard.drive(self._clock_ms())
+        intent = combine_intents(*(i for i in (pad, keys) if i is not None))
         self.source.set_intent(intent)
         held = intent.deadman
         self.deadman_label.setText("DEADMAN HELD" if held else "DEADMAN RELEASED")
@@ -237,8 +247,8 @@ class ConsoleWindow(QMainWindow):
     def paint_frames(self) -> None:
         """Takes the newest images from the mailbox and shows them."""
         for camera, image in self.frames.take().items():
-            if self.primary_camera is None:
-                self.primary_camera = camera
+            if self.primary_camera is None:  # the vehicle's first camera, else the first seen
+                self.primary_camera = self.link.primary_camera or camera
             if camera == self.primary_camera:
                 self.video.set_image(camera, image)
             else:
@@ -291,14 +301,16 @@ class ConsoleWindow(QMainWindow):
         stale = snapshot.session_open and (
             t is None or (snapshot.telemetry_age_ms or 0.0) > TELEMETRY_STALE_MS
         )
-        self.banner.show_banner(
-            banner_for(
-                None if t is None else t.mode,
-                "" if t is None else t.reason,
-                console_estop=self.source.estop_latched,
-                telemetry_stale=stale,
-            )
+        state = banner_for(
+            None if t is None else t.mode,
+            "" if t is None else t.reason,
+            console_estop=self.source.estop_latched,
+            telemetry_stale=stale,
         )
+        alert = self._alert
+        if alert is not None and now_ms - alert[1] > ALERT_SHOW_MS:
+            alert = self._alert = None
+        self.banner.show_banner(louder(state, None if alert is None else alert[0]))
         lock = status.lockout
         self.lockout_banner.show_banner(
             Banner(lock.reason, Severity.WARNING) if lock.locked and snapshot.session_open else None
@@ -330,10 +342,14 @@ class ConsoleWindow(QMainWindow):
                 f"mode {message.previous} → {message.mode}: {message.reason}", 10000
             )
         elif isinstance(message, m.Alert):
+            self._alert = (alert_banner(message.level, message.text), now_ms)
             self.statusBar().showMessage(f"[{message.level}] {message.text}", 15000)
         elif isinstance(message, m.Ack):
-            verdict = "confirmed" if message.ok else f"refused {message.detail}"
-            self.statusBar().showMessage(f"vehicle {verdict} {message.ref}", 5000)
+            if message.ok:
+                text = f"vehicle confirmed {message.ref}"
+            else:
+                text = f"vehicle refused {message.ref}: {message.detail}"
+            self.statusBar().showMessage(text, 5000)
         elif isinstance(message, m.Error):
             self.statusBar().showMessage(f"error: {message.message}", 10000)
 

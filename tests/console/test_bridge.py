@@ -88,3 +88,17 @@ def test_fleet_only_snapshot_says_hub_offline(link: ClientThread) -> None:
     snapshot = link.snapshot()
     assert snapshot.vehicle_id is None
     assert not snapshot.session_open
+
+
+def test_primary_camera_is_the_vehicles_first_not_the_first_to_arrive(link: ClientThread) -> None:
+    _flush(link)  # the start-up switch to "fleet only" has run
+    link._call(setattr, link, "_vehicle_id", "van-01")
+    info = m.VehicleInfo(id="van-01", cameras=["front", "rear"])
+    link._call(link._on_message, m.VehicleList(vehicles=[m.VehicleInfo(id="other"), info]))
+    link._call(link._on_video, "rear", FakeFrame())
+    link._call(link._on_video, "front", FakeFrame())
+    _flush(link)
+    assert link.primary_camera == "front"
+    assert link._cameras == ("front", "rear")
+    assert set(link.frames.take()) == {"front", "rear"}
+    assert [type(x) for x in link.drain_messages()] == [m.VehicleList]

@@ -308,3 +308,56 @@ def test_estop_reset_needs_confirmation_in_time_and_then_a_re_press() -> None:
 def test_reset_request_without_estop_is_refused() -> None:
     source = _source(FakeClock())
     assert not source.request_estop_reset()
+
+
+def held(*keys: int) -> KeyboardInput:
+    kb = KeyboardInput(limits=LIMITS, ramp=c.KeyRamp(accel_mps2=1.0, steer_rate_rad_s=0.6))
+    for key in keys:
+        kb.press(key)
+    return kb
+
+
+def test_keyboard_speed_ramps_up_and_holds_at_the_limit() -> None:
+    kb = held(c.QT_KEY_SHIFT, c.QT_KEY_W, c.QT_KEY_A)
+    assert kb.drive(0.0) == DriveIntent(0.0, 0.0, True)
+    first = kb.drive(100.0)
+    assert first.speed_mps == pytest.approx(0.1)
+    assert first.steer_rad == pytest.approx(0.06)
+    for t_ms in range(200, 3000, 20):
+        kb.drive(float(t_ms))
+    assert kb.drive(3000.0) == DriveIntent(1.5, 0.3, True)
+
+
+def test_keyboard_slows_at_once_and_the_deadman_zeroes() -> None:
+    kb = held(c.QT_KEY_SHIFT, c.QT_KEY_W)
+    for t_ms in range(0, 1000, 20):
+        kb.drive(float(t_ms))
+    assert kb.drive(1000.0).speed_mps == pytest.approx(1.0)
+    kb.release(c.QT_KEY_W)
+    assert kb.drive(1020.0).speed_mps == 0.0  # letting go never waits for a ramp
+    kb.press(c.QT_KEY_W)
+    assert kb.drive(1040.0).speed_mps == pytest.approx(0.02)
+    kb.release(c.QT_KEY_SHIFT)
+    assert kb.drive(1080.0) == c.IDLE
+
+
+def test_keyboard_reversing_stops_first_then_builds_up() -> None:
+    kb = held(c.QT_KEY_SHIFT, c.QT_KEY_W)
+    for t_ms in range(0, 500, 20):
+        kb.drive(float(t_ms))
+    kb.release(c.QT_KEY_W)
+    kb.press(c.QT_KEY_S)
+    assert kb.drive(500.0).speed_mps == pytest.approx(-0.02)
+    assert kb.drive(600.0).speed_mps == pytest.approx(-0.12)
+
+
+def test_a_stalled_ui_does_not_jump_to_full_speed() -> None:
+    kb = held(c.QT_KEY_SHIFT, c.QT_KEY_W)
+    kb.drive(0.0)
+    assert kb.drive(5000.0).speed_mps == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan")])
+def test_ramp_rates_must_be_positive(bad: float) -> None:
+    with pytest.raises(ConfigError, match="accel_mps2"):
+        c.KeyRamp(accel_mps2=bad)

@@ -14,6 +14,7 @@ from teledrive.operator.console.overlay import (
     predict_pose,
     project_ground_point,
     stopping_distance_m,
+    top_down_camera,
     total_delay_s,
 )
 from teledrive.shared.errors import ConfigError
@@ -115,3 +116,17 @@ def test_projection_centre_line_and_perspective() -> None:
 
 def test_projection_of_points_behind_the_camera_is_none() -> None:
     assert project_ground_point(-5.0, 0.0, CameraModel(pitch_rad=0.0), 640, 480) is None
+
+
+def test_top_down_camera_is_a_map_at_the_simulators_scale() -> None:
+    cam = top_down_camera()
+    origin = project_ground_point(0.0, 0.0, cam, 640.0, 480.0)
+    ahead = project_ground_point(2.0, 0.0, cam, 640.0, 480.0)
+    left = project_ground_point(0.0, 1.0, cam, 640.0, 480.0)
+    assert origin == pytest.approx((320.0, 0.72 * 480.0))
+    assert ahead == pytest.approx((320.0, 0.72 * 480.0 - 60.0))
+    assert left == pytest.approx((290.0, 0.72 * 480.0))
+    # twice the picture size: the same map, twice the pixels
+    assert project_ground_point(2.0, 0.0, cam, 1280.0, 960.0) == pytest.approx(
+        (640.0, 2 * (0.72 * 480.0 - 60.0))
+    )

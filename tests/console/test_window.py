@@ -87,6 +87,11 @@ class Rig:
     def key(self, qtbot: QtBot, key: Qt.Key, *, down: bool) -> None:
         (qtbot.keyPress if down else qtbot.keyRelease)(self.window, key)
 
+    def hold(self, ms: float = 100.0) -> None:
+        """Lets held keys act for ``ms`` (the keyboard ramps its commands up)."""
+        self.clock.advance(ms)
+        self.window.poll_inputs()
+
 
 @pytest.fixture
 def rig(qtbot: QtBot) -> Iterator[Rig]:
@@ -161,9 +166,11 @@ def test_deadman_key_drives_and_release_sends_zero(rig: Rig, qtbot: QtBot) -> No
     rig.source.setpoint(0.0)  # video fresh, deadman released: armed
     rig.key(qtbot, Qt.Key.Key_Shift, down=True)
     rig.key(qtbot, Qt.Key.Key_W, down=True)
+    assert rig.source.setpoint(0.0).speed_mps == 0.0  # the ramp starts from standstill
+    rig.hold(100.0)
     point = rig.source.setpoint(0.0)
     assert point.deadman
-    assert point.speed_mps > 0
+    assert point.speed_mps == pytest.approx(0.1)  # 1 m/s^2 for 100 ms
     assert rig.window.deadman_label.text() == "DEADMAN HELD"
     rig.key(qtbot, Qt.Key.Key_Shift, down=False)
     point = rig.source.setpoint(0.0)
@@ -186,8 +193,9 @@ def test_stale_video_locks_with_a_banner_and_needs_a_re_press(rig: Rig, qtbot: Q
     rig.source.setpoint(0.0)
     rig.key(qtbot, Qt.Key.Key_Shift, down=True)
     rig.key(qtbot, Qt.Key.Key_W, down=True)
+    rig.hold(100.0)
     assert rig.source.setpoint(0.0).speed_mps > 0
-    rig.clock.advance(300.0)
+    rig.clock.advance(200.0)
     w.poll_inputs()
     assert rig.source.setpoint(0.0).speed_mps == 0.0
     w.refresh()
@@ -202,6 +210,7 @@ def test_stale_video_locks_with_a_banner_and_needs_a_re_press(rig: Rig, qtbot: Q
     rig.key(qtbot, Qt.Key.Key_Shift, down=False)
     rig.source.setpoint(0.0)
     rig.key(qtbot, Qt.Key.Key_Shift, down=True)
+    rig.hold(50.0)
     assert rig.source.setpoint(0.0).speed_mps > 0
     w.refresh()
     assert not w.lockout_banner.isVisible()
@@ -277,3 +286,50 @@ def test_overlay_drawn_from_telemetry_and_screenshot(
     assert w.video.geometry_shown is not None
     assert w.video.geometry_shown.predicted.x_m > 0
     assert QImage(str(path)).width() == w.width()
+
+
+def test_vehicle_alert_shows_in_the_banner_then_expires(rig: Rig) -> None:
+    w = rig.window
+    rig.link.state = replace(rig.link.state, telemetry=telemetry("AUTONOMY", "released"))
+    rig.link.messages = [m.Alert(level="critical", text="MCU fault: overcurrent")]
+    w.refresh()
+    assert w.banner.isVisible()
+    assert w.banner.text() == "CRITICAL: MCU fault: overcurrent"
+    rig.clock.advance(11_000)
+    w.refresh()
+    assert not w.banner.isVisible()
+
+
+def test_a_louder_vehicle_state_wins_over_an_alert(rig: Rig) -> None:
+    w = rig.window
+    rig.link.state = replace(rig.link.state, telemetry=telemetry("ESTOP", "bumper"))
+    rig.link.messages = [m.Alert(level="warning", text="battery low")]
+    w.refresh()
+    assert w.banner.text() == "E-STOP: bumper"
+
+
+def test_hud_shows_video_bitrate_and_loss(rig: Rig) -> None:
+    w = rig.window
+    w.refresh()
+    assert w.hud.values["bitrate"].text() == "—"
+    rig.link.state = replace(rig.link.state, video_kbps=1250.0, video_loss=0.025)
+    w.refresh()
+    assert w.hud.values["bitrate"].text() == "1.25 Mbit/s"
+    assert w.hud.values["loss"].text() == "2.5 %"
+
+
+def test_first_painted_camera_is_the_vehicles_primary(rig: Rig, qtbot: QtBot) -> None:
+    rig.link.primary_camera = "front"
+    image = QImage(32, 24, QImage.Format.Format_RGB888)
+    assert rig.frames.put("rear", image)
+    rig.signal.ready.emit()
+    qtbot.waitUntil(lambda: "rear" in rig.window.thumbnails.thumbnails)
+    assert rig.window.video.image is None
+    assert rig.window.primary_camera == "front"
+
+
+def test_a_refused_takeover_shows_the_vehicles_reason(rig: Rig) -> None:
+    detail = "link healthy for 300 ms of 1000 ms"
+    rig.link.messages = [m.Ack(ref="takeover", ok=False, detail=detail)]
+    rig.window.refresh()
+    assert rig.window.statusBar().currentMessage() == f"vehicle refused takeover: {detail}"
