@@ -16,10 +16,11 @@ Signaling (websocket between hub and each client)::
 Data channels (peer to peer between vehicle and operator)::
 
     drive      operator -> vehicle  DriveCommand                 unordered, maxRetransmits=0
-    telemetry  vehicle  -> operator Telemetry, FrameTimes        unordered, maxRetransmits=0
+    telemetry  vehicle  -> operator Telemetry, FrameTimes,       unordered, maxRetransmits=0
+                                    VideoStatus
                both     <-> both    TimeRequest, TimeResponse, VideoFreshness
-    events     both     <-> both    Estop, EstopReset, Takeover, Release, ModeChange,
-                                    Alert, Ack, Error            reliable, ordered
+    events     both     <-> both    Estop, EstopReset, Takeover, Release, SelectPrimary,
+                                    ModeChange, Alert, Ack, Error  reliable, ordered
 """
 
 from __future__ import annotations
