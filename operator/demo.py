@@ -1,7 +1,8 @@
 """``teledrive demo``: the whole system on one machine, each part its own process.
 
-A hub on a free loopback port, a vehicle with a synthetic camera and the simulated motor
-controller on a pty, and an operator. With ``headless`` the operator drives a scripted pattern
+A hub on a free loopback port, a vehicle driving in the simulated world (the built-in loop
+route; its camera draws the world from the vehicle's pose) with the simulated motor controller
+on a pty, and an operator. With ``headless`` the operator drives a scripted pattern
 and the demo prints the operator's figures as one JSON object on its last line.
 """
 
@@ -36,10 +37,13 @@ url = "{motor_url}"
 
 [[cameras]]
 name = "front"
-source = "synthetic"
+source = "world"
 width = 640
 height = 480
 fps = 30
+
+# The simulated world with its defaults: the built-in loop route, no obstacles.
+[sim]
 """
 
 

@@ -22,10 +22,16 @@ Example ``vehicle.toml``::
 
     [safety]
     command_timeout_ms = 250
+
+    [sim]                     # optional: the simulated world (built in with url = "sim://")
+    route = [[0, 0], [10, 0], [10, 8]]
+    obstacles = [[5, 0.2, 0.4]]   # x, y, radius in metres
+    start = [0, 0, 0]             # x, y, heading in rad; default: first waypoint, facing the next
 """
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from pathlib import Path
@@ -37,6 +43,11 @@ from teledrive.shared.errors import ConfigError
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
 PositiveMs = Annotated[float, msgspec.Meta(gt=0.0, le=600_000.0)]
+Metres = Annotated[float, msgspec.Meta(ge=-100_000.0, le=100_000.0)]
+RadiusM = Annotated[float, msgspec.Meta(gt=0.0, le=1_000.0)]
+HeadingRad = Annotated[float, msgspec.Meta(ge=-math.tau, le=math.tau)]
+SIM_MOTOR_URL = "sim://"
+WORLD_CAMERA_SOURCE = "world"
 
 
 class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -76,7 +87,9 @@ class CameraSection(_Section, frozen=True, kw_only=True):
 
     Attributes:
         name: track name shown to the operator.
-        source: ``synthetic``, a device index (``"0"``) or a device path.
+        source: ``synthetic``, ``world`` (draws the simulated world from the vehicle's pose;
+            needs a simulated world, see :class:`SimSection`), a device index (``"0"``) or a
+            device path.
         width: capture width in pixels.
         height: capture height in pixels.
         fps: capture frame rate.
@@ -105,6 +118,53 @@ class SafetySection(_Section, frozen=True, kw_only=True):
     decel_mps2: Annotated[float, msgspec.Meta(gt=0.0, le=10.0)] = 1.5
 
 
+def default_route() -> list[tuple[float, float]]:
+    """The built-in demo route: a 24 m x 12 m loop with 3 m corner arcs (about 67 m).
+
+    Starts at ``(0, 0)`` in the middle of the bottom straight, heading +x, drives
+    anticlockwise and ends where it started.
+    """
+    corner_radius_m, half_width_m, height_m, arc_points = 3.0, 12.0, 12.0, 6
+    inner_x_m = half_width_m - corner_radius_m
+    centres = (
+        (inner_x_m, corner_radius_m),
+        (inner_x_m, height_m - corner_radius_m),
+        (-inner_x_m, height_m - corner_radius_m),
+        (-inner_x_m, corner_radius_m),
+    )
+    route = [(0.0, 0.0)]
+    for k, (cx, cy) in enumerate(centres):
+        start_rad = -math.pi / 2 + k * math.pi / 2
+        for i in range(arc_points + 1):
+            angle = start_rad + (math.pi / 2) * i / arc_points
+            point = (cx + corner_radius_m * math.cos(angle), cy + corner_radius_m * math.sin(angle))
+            route.append((round(point[0], 3), round(point[1], 3)))
+    route.append((0.0, 0.0))
+    return route
+
+
+class SimSection(_Section, frozen=True, kw_only=True):
+    """``[sim]``: the simulated world the vehicle drives in (route, obstacles, start pose).
+
+    Without a ``[sim]`` section a vehicle with ``motor.url = "sim://"`` gets this section's
+    defaults: the built-in loop of :func:`default_route`, no obstacles.
+
+    Attributes:
+        route: waypoints ``[x, y]`` in metres, in driving order (at least two).
+        obstacles: round obstacles ``[x, y, radius]`` in metres.
+        start: initial pose ``[x, y, heading_rad]``; default: the first waypoint, facing the
+            second.
+    """
+
+    route: Annotated[list[tuple[Metres, Metres]], msgspec.Meta(min_length=2, max_length=10_000)] = (
+        msgspec.field(default_factory=default_route)
+    )
+    obstacles: Annotated[list[tuple[Metres, Metres, RadiusM]], msgspec.Meta(max_length=1_000)] = (
+        msgspec.field(default_factory=list)
+    )
+    start: tuple[Metres, Metres, HeadingRad] | None = None
+
+
 class VehicleConfig(_Section, frozen=True, kw_only=True):
     """The whole ``vehicle.toml``."""
 
@@ -114,6 +174,26 @@ class VehicleConfig(_Section, frozen=True, kw_only=True):
         msgspec.field(default_factory=lambda: [CameraSection(name="front")])
     )
     safety: SafetySection = SafetySection()
+    sim: SimSection | None = None
+
+    def __post_init__(self) -> None:
+        if simulated_world(self) is not None:
+            return
+        for i, camera in enumerate(self.cameras):
+            if camera.source == WORLD_CAMERA_SOURCE:
+                raise ValueError(
+                    f"[cameras[{i}]] source: {WORLD_CAMERA_SOURCE!r} needs a simulated world: "
+                    f"add a [sim] section or use motor url {SIM_MOTOR_URL!r}"
+                )
+
+
+def simulated_world(config: VehicleConfig) -> SimSection | None:
+    """The simulated world to run: ``[sim]``, else the built-in one with the ``sim://`` motor."""
+    if config.sim is not None:
+        return config.sim
+    if config.motor.url == SIM_MOTOR_URL:
+        return SimSection()
+    return None
 
 
 C = TypeVar("C", bound=msgspec.Struct)

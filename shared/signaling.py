@@ -7,6 +7,12 @@ counted and never ends the client.
 
 Losing the hub does not end a WebRTC session: media and commands go peer to peer, so a vehicle
 should keep a working peer connection when the hub drops and simply let this client reconnect.
+
+After a network cut the old websocket can look alive for seconds (TCP retransmissions back off
+exponentially, the ping timeout has not fired yet), and the reconnect backoff may be waiting
+too. A caller that knows the link was down (the vehicle lost its operator) calls
+:meth:`SignalingClient.redial`: it dials a fresh connection alongside the old one with a short
+timeout, and when that opens it takes over at once (the hub replaces the old registration).
 """
 
 from __future__ import annotations
@@ -92,6 +98,7 @@ class SignalingStats:
         connects: websocket connections opened.
         registrations: ``Registered`` received.
         reconnects: connection attempts after the first one.
+        redials: connections opened by :meth:`SignalingClient.redial` that took over.
         messages_received: messages decoded and dispatched.
         messages_sent: messages sent.
         bad_messages: malformed or unexpected messages from the hub.
@@ -102,6 +109,7 @@ class SignalingStats:
     connects: int = 0
     registrations: int = 0
     reconnects: int = 0
+    redials: int = 0
     messages_received: int = 0
     messages_sent: int = 0
     bad_messages: int = 0
@@ -191,6 +199,8 @@ class SignalingClient:
         self._closing = asyncio.Event()
         self._stats = SignalingStats()
         self._disconnect_reason = ""
+        self._handover: ClientConnection | None = None
+        self._wake = asyncio.Event()
 
     @property
     def connected(self) -> EventView:
@@ -252,6 +262,42 @@ class SignalingClient:
         if ws is not None:
             await ws.close()
 
+    async def redial(self, timeout_s: float) -> bool:
+        """Dials a fresh connection now, alongside the current one, and lets it take over.
+
+        For when the caller knows the network was cut: the current websocket may be a zombie
+        waiting on TCP retransmissions, or :meth:`run` may be sleeping off its backoff. If the
+        new connection opens within ``timeout_s``, the current one is dropped and :meth:`run`
+        registers on the new one at once. Several calls may overlap: only the first to open
+        takes over, later ones are closed unused.
+
+        Returns:
+            Whether this call's connection took over.
+        """
+        if self._closing.is_set():
+            return False
+        before = (self._stats.registrations, self._stats.redials)
+        options = self._options(open_timeout_s=timeout_s)
+        try:
+            async with asyncio.timeout(timeout_s):
+                ws = await self._connect(self._url, **options)
+        except (OSError, TimeoutError, InvalidHandshake) as err:
+            logger.debug("signaling %s: redial failed: %s", self._url, err)
+            return False
+        stale = (self._stats.registrations, self._stats.redials) != before
+        if stale or self._closing.is_set():
+            await ws.close()
+            return False
+        self._stats.connects += 1
+        self._stats.redials += 1
+        logger.info("signaling %s: redialled; the new connection takes over", self._url)
+        self._handover = ws
+        self._wake.set()
+        old = self._ws
+        if old is not None:
+            old.transport.abort()  # a zombie's closing handshake would only wait for a timeout
+        return True
+
     async def run(self) -> None:
         """Connects, registers and dispatches, reconnecting forever until :meth:`close`."""
         first = True
@@ -262,10 +308,19 @@ class SignalingClient:
             delay_s = await self._connect_once()
             if self._closing.is_set():
                 break
+            if self._handover is not None:
+                continue
             logger.info("signaling %s: reconnecting in %.2f s", self._url, delay_s)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay_s):
-                    await self._closing.wait()
+            self._wake.clear()
+            waiters = {
+                asyncio.ensure_future(self._closing.wait()),
+                asyncio.ensure_future(self._wake.wait()),
+            }
+            try:
+                await asyncio.wait(waiters, timeout=delay_s, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
 
     async def _connect_once(self) -> float:
         """One connection's life; returns the delay before the next attempt."""
@@ -303,28 +358,46 @@ class SignalingClient:
             return self._backoff.max_delay_s()
         return self._backoff.next_delay_s()
 
-    async def _open(self) -> ClientConnection:
-        options: dict[str, Any] = {
+    def _options(self, *, open_timeout_s: float) -> dict[str, Any]:
+        return {
             "max_size": MAX_MESSAGE_BYTES,
-            "open_timeout": self._register_timeout_s,
+            "open_timeout": open_timeout_s,
             "ping_interval": self._ping_interval_s,
             "ping_timeout": self._ping_timeout_s,
             "close_timeout": 1.0,
         }
+
+    def _take_handover(self) -> ClientConnection | None:
+        ws, self._handover = self._handover, None
+        self._wake.clear()
+        return ws
+
+    async def _open(self) -> ClientConnection:
+        handover = self._take_handover()
+        if handover is not None:
+            return handover
+        options = self._options(open_timeout_s=self._register_timeout_s)
         opening = asyncio.ensure_future(self._connect(self._url, **options))
         closing = asyncio.ensure_future(self._closing.wait())
+        woken = asyncio.ensure_future(self._wake.wait())
         try:
-            await asyncio.wait({opening, closing}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({opening, closing, woken}, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
             opening.cancel()  # run() itself was cancelled: do not leave the attempt behind
             raise
         finally:
             closing.cancel()
+            woken.cancel()
         if not opening.done():
             opening.cancel()
             with contextlib.suppress(asyncio.CancelledError, OSError, InvalidHandshake):
                 await opening
-            raise _Closing
+            handover = self._take_handover()
+            if handover is None or self._closing.is_set():
+                if handover is not None:
+                    await handover.close()
+                raise _Closing
+            return handover
         ws = opening.result()
         self._stats.connects += 1
         if self._closing.is_set():

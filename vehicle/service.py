@@ -19,20 +19,43 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from teledrive.shared import channels as ch
 from teledrive.shared import messages as m
 from teledrive.shared.clock_sync import ClockSync
-from teledrive.shared.config import CameraSection, VehicleConfig
+from teledrive.shared.config import (
+    WORLD_CAMERA_SOURCE,
+    CameraSection,
+    VehicleConfig,
+    simulated_world,
+)
+from teledrive.shared.errors import ConfigError
 from teledrive.shared.signaling import SignalingClient
 from teledrive.vehicle.camera import Camera, FrameSource, OpenCVSource, SyntheticSource
-from teledrive.vehicle.command_gate import CommandArrival
+from teledrive.vehicle.command_audit import CommandAudit
+from teledrive.vehicle.command_gate import CommandArrival, GateVerdict
 from teledrive.vehicle.control import AutonomySource, Controller, mcu_state_name
 from teledrive.vehicle.motor_link import MotorLink
-from teledrive.vehicle.supervisor import Mode, RequestResult, Supervisor, SupervisorConfig
+from teledrive.vehicle.sim_world import SimWorld, motor_motion, sim_world_from_config
+from teledrive.vehicle.supervisor import (
+    Mode,
+    RequestResult,
+    Supervisor,
+    SupervisorConfig,
+    TickOutput,
+)
+from teledrive.vehicle.video_adapt import VideoAdapter, run_video_adaptation
 from teledrive.vehicle.video_track import CameraVideoTrack, prefer_h264
+from teledrive.vehicle.world_camera import WorldCameraSource
 
 log = logging.getLogger(__name__)
 
 TICK_S = 0.02
 TELEMETRY_EVERY_TICKS = 2
 CLOCK_SYNC_EVERY_TICKS = 5
+OPERATOR_LOST_MS = 1000.0
+"""No data from the operator for this long: the link was cut, re-dial the hub (see _redial_loop)."""
+SESSION_SETUP_MS = 5000.0
+"""A session whose operator never sent anything counts as lost after this long."""
+REDIAL_EVERY_S = 0.25
+REDIAL_TIMEOUT_S = 1.0
+MAX_REDIALS_IN_FLIGHT = 4
 
 
 def supervisor_config(config: VehicleConfig) -> SupervisorConfig:
@@ -48,12 +71,22 @@ def supervisor_config(config: VehicleConfig) -> SupervisorConfig:
     )
 
 
-def make_camera(section: CameraSection) -> Camera:
-    """Builds a camera (not started) from its config section."""
+def make_camera(section: CameraSection, *, world: SimWorld | None = None) -> Camera:
+    """Builds a camera (not started) from its config section.
+
+    Raises:
+        ConfigError: the section asks for the world camera but there is no simulated world.
+    """
+    if section.source == WORLD_CAMERA_SOURCE and world is None:
+        raise ConfigError(f"camera {section.name!r}: source 'world' needs a simulated world")
 
     def factory() -> FrameSource:
         if section.source == "synthetic":
             return SyntheticSource(section.width, section.height, section.fps, name=section.name)
+        if section.source == WORLD_CAMERA_SOURCE and world is not None:
+            return WorldCameraSource(
+                world.snapshot, section.width, section.height, section.fps, name=section.name
+            )
         device: int | str = int(section.source) if section.source.isdigit() else section.source
         return OpenCVSource(device, section.width, section.height, section.fps)
 
@@ -70,6 +103,10 @@ class Session:
         self.channels: ch.Channels | None = None
         self.tracks: list[CameraVideoTrack] = []
         self.published_pts: dict[str, int] = {}
+        self.video: VideoAdapter | None = None
+        self.started_ms = 0.0
+        self.last_data_ms: float | None = None
+        self.redialled = False
 
 
 class VehicleService:
@@ -80,7 +117,12 @@ class VehicleService:
         clock: monotonic clock in seconds (all timestamps on the wire are this clock in ms).
         motor_link: the motor link to use; built from ``config.motor.url`` when None.
         cameras: cameras to stream; built from ``config.cameras`` when None.
-        autonomy: the fallback autonomy; without one a link loss means a minimal-risk stop.
+        autonomy: the fallback autonomy; when None, the simulated world of the config (its
+            ``[sim]`` section, or the built-in one with the ``sim://`` motor) if any; without
+            one a link loss means a minimal-risk stop.
+        on_command: called with every drive command that arrives and the gate's verdict
+            (recording, tests).
+        on_step: called with every control step's decision (recording, tests).
     """
 
     def __init__(
@@ -91,14 +133,32 @@ class VehicleService:
         motor_link: MotorLink | None = None,
         cameras: list[Camera] | None = None,
         autonomy: AutonomySource | None = None,
+        on_command: Callable[[CommandArrival, GateVerdict], None] | None = None,
+        on_step: Callable[[TickOutput], None] | None = None,
     ) -> None:
         self.config = config
         self._clock = clock
+        self._on_command = on_command
+        self._on_step = on_step
         self.supervisor = Supervisor(supervisor_config(config), start_ms=self.now_ms())
         self.motor = motor_link or MotorLink(config.motor.url)
+        self.sim_world: SimWorld | None = None
+        """The simulated world, when the vehicle drives in one."""
+        if autonomy is None:
+            section = simulated_world(config)
+            if section is not None:
+                self.sim_world = sim_world_from_config(section, measured=motor_motion(self.motor))
+                autonomy = self.sim_world
+        elif isinstance(autonomy, SimWorld):
+            self.sim_world = autonomy
         self.controller = Controller(self.supervisor, self.motor, autonomy=autonomy)
         self.clock_sync = ClockSync()
-        self.cameras = cameras if cameras is not None else [make_camera(c) for c in config.cameras]
+        self.audit = CommandAudit(bound_ms=self.supervisor.config.fallback_age_ms)
+        self.cameras = (
+            cameras
+            if cameras is not None
+            else [make_camera(c, world=self.sim_world) for c in config.cameras]
+        )
         register = m.Register(
             role="vehicle",
             id=config.vehicle.id,
@@ -128,6 +188,16 @@ class VehicleService:
         tasks = [
             asyncio.create_task(self.signaling.run(), name="signaling"),
             asyncio.create_task(self._control_loop(), name="control"),
+            asyncio.create_task(
+                run_video_adaptation(
+                    lambda: self.session.video if self.session is not None else None,
+                    now_ms=self.now_ms,
+                    send_status=self._send_telemetry,
+                    fallback_rtt_ms=lambda: self.clock_sync.rtt_ms,
+                ),
+                name="video-budget",
+            ),
+            asyncio.create_task(self._redial_loop(), name="redial"),
         ]
         try:
             await self._stopping.wait()
@@ -146,6 +216,44 @@ class VehicleService:
     def stop(self) -> None:
         """Asks :meth:`run` to finish."""
         self._stopping.set()
+
+    async def _redial_loop(self) -> None:
+        """Re-dials the hub while the operator is lost, so a new session can start at once.
+
+        A lost operator means the link was cut. When it returns, the old websocket may wait
+        seconds for a TCP retransmission (exponential backoff) and the reconnect backoff may
+        be sleeping too, while the operator is already asking the hub for a new session.
+        Fresh connections with a short timeout, every quarter second, get through within about
+        a quarter second of the link's return; the first one takes over (see
+        :meth:`SignalingClient.redial`), once per lost session.
+        """
+        attempts: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                await asyncio.sleep(REDIAL_EVERY_S)
+                session = self.session
+                if session is None or not self._operator_lost(session, self.now_ms()):
+                    continue
+                if len(attempts) < MAX_REDIALS_IN_FLIGHT:
+                    task = asyncio.create_task(self._redial(session), name="redial-attempt")
+                    attempts.add(task)
+                    task.add_done_callback(attempts.discard)
+        finally:
+            for task in attempts:
+                task.cancel()
+
+    @staticmethod
+    def _operator_lost(session: Session, now_ms: float) -> bool:
+        if session.redialled:
+            return False
+        if session.last_data_ms is None:
+            return now_ms - session.started_ms > SESSION_SETUP_MS
+        return now_ms - session.last_data_ms > OPERATOR_LOST_MS
+
+    async def _redial(self, session: Session) -> None:
+        if await self.signaling.redial(REDIAL_TIMEOUT_S):
+            session.redialled = True
+            log.warning("operator of session %s lost: re-dialled the hub", session.id)
 
     def _safe_stop_motor(self) -> None:
         # MotorLink.stop() sends DISARM before closing the port.
@@ -174,6 +282,7 @@ class VehicleService:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         session = Session(session_id, operator_id, pc)
         self.session = session
+        session.started_ms = self.now_ms()
         self.supervisor.on_operator_session(self.now_ms())
         for camera in self.cameras:
             track = CameraVideoTrack(camera)
@@ -181,6 +290,7 @@ class VehicleService:
             prefer_h264(transceiver)
             track.bind_sender(transceiver.sender)
             session.tracks.append(track)
+        session.video = VideoAdapter(session.tracks)
         session.channels = ch.open_channels(pc, self._on_data, self._on_data_error)
         await pc.setLocalDescription(await pc.createOffer())
         await self.signaling.send(m.Offer(session=session_id, sdp=pc.localDescription.sdp))
@@ -204,20 +314,25 @@ class VehicleService:
     def _on_data(self, message: m.DataMessage) -> None:
         now_ms = self.now_ms()
         sup = self.supervisor
+        if self.session is not None:
+            self.session.last_data_ms = now_ms
         match message:
             case m.DriveCommand():
-                verdict = sup.on_command(
-                    CommandArrival(
-                        seq=message.seq,
-                        sent_ms=message.t_ms,
-                        offset_ms=message.offset_ms,
-                        ttl_ms=message.ttl_ms,
-                        speed_mps=message.speed_mps if message.deadman else 0.0,
-                        steer_rad=message.steer_rad,
-                        estop=message.estop,
-                        received_ms=now_ms,
-                    )
+                arrival = CommandArrival(
+                    seq=message.seq,
+                    sent_ms=message.t_ms,
+                    offset_ms=message.offset_ms,
+                    ttl_ms=message.ttl_ms,
+                    speed_mps=message.speed_mps if message.deadman else 0.0,
+                    steer_rad=message.steer_rad,
+                    estop=message.estop,
+                    received_ms=now_ms,
                 )
+                verdict = sup.on_command(arrival)
+                if verdict.accepted:
+                    self.audit.on_accepted(arrival.seq, arrival.sent_vehicle_ms(), arrival.ttl_ms)
+                if self._on_command is not None:
+                    self._on_command(arrival, verdict)
                 if verdict.accepted or message.estop:
                     self._kick.set()
             case m.TimeRequest(id=request_id, t1=t1):
@@ -242,8 +357,22 @@ class VehicleService:
                 self._answer_request("takeover", sup.on_takeover_request(now_ms))
             case m.Release():
                 self._answer_request("release", sup.on_release_to_autonomy(now_ms))
+            case m.SelectPrimary(camera=camera):
+                self._select_primary(camera, now_ms)
             case _:
                 pass
+
+    def _select_primary(self, camera: str, now_ms: float) -> None:
+        video = self.session.video if self.session is not None else None
+        try:
+            if video is None:
+                raise ConfigError("video: no session")
+            video.select_primary(camera, now_ms)
+        except ConfigError as err:
+            self.errors += 1
+            self._send_event(m.Ack(ref="select_primary", ok=False, detail=str(err)[:1000]))
+            return
+        self._send_event(m.Ack(ref="select_primary", detail=camera))
 
     def _answer_request(self, ref: str, result: RequestResult) -> None:
         self._kick.set()
@@ -271,6 +400,9 @@ class VehicleService:
             self._kick.clear()
             now_ms = self.now_ms()
             out = self.controller.step(now_ms)
+            self.audit.on_applied(out.command_seq, now_ms)
+            if self._on_step is not None:
+                self._on_step(out)
             for transition in out.transitions:
                 self._send_event(
                     m.ModeChange(
@@ -324,6 +456,8 @@ class VehicleService:
                 drops=drops,
                 one_way_ms=self.clock_sync.one_way_ms,
                 rtt_ms=self.clock_sync.rtt_ms,
+                command_age_ms=self.audit.last_age_ms,
+                stale_applied=self.audit.stale_applied,
             )
         )
         frames = []

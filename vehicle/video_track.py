@@ -25,6 +25,13 @@ before the next encode, so the encoder never runs above the cap. Note that aiort
 targets to its own bounds (H.264 0.5–3 Mbit/s, VP8 0.25–1.5 Mbit/s); a cap below the lower
 bound acts as that bound. If aiortc renames the attribute the cap logs one warning and
 becomes a no-op (:attr:`CameraVideoTrack.bitrate_cap_active` reports it).
+
+Operating point: :meth:`CameraVideoTrack.apply_operating_point` (from
+:class:`~teledrive.vehicle.video_budget.VideoBudget`) sets, at run time, the size the
+pictures are scaled down to before encoding (the encoder re-opens on a size change and starts
+with a keyframe), the frame rate (camera frames beyond it are dropped, never queued) and the
+bitrate cap. The frame counter bar code of the synthetic camera stays readable down to 240p
+from a 640x480 camera (cells of 8 pixels) once the picture is scaled back to the camera size.
 """
 
 from __future__ import annotations
@@ -42,8 +49,10 @@ from aiortc.codecs.h264 import H264Encoder
 from aiortc.mediastreams import MediaStreamError
 
 from teledrive.shared.errors import ConfigError
-from teledrive.vehicle.camera import Camera, CapturedFrame
+from teledrive.vehicle.camera import Camera, CapturedFrame, Image
 from teledrive.vehicle.h264_encoder import H264Settings, H264StreamEncoder
+from teledrive.vehicle.video_budget import OperatingPoint
+from teledrive.vehicle.video_scale import FramePacer, scale_to
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +61,8 @@ VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_HZ)
 DEFAULT_PTS_HISTORY = 512
 _SENDER_ENCODER_ATTR = "_RTCRtpSender__encoder"
 _SENDER_KEYFRAME_ATTR = "_RTCRtpSender__force_keyframe"
+DEFAULT_H264 = H264Settings(min_bitrate_bps=64_000)
+"""Encoder settings of a track: the defaults, with a floor low enough for a 240p budget."""
 
 
 class CameraVideoTrack(MediaStreamTrack):
@@ -75,7 +86,7 @@ class CameraVideoTrack(MediaStreamTrack):
         *,
         max_bitrate_bps: int | None = None,
         pts_history: int = DEFAULT_PTS_HISTORY,
-        h264: H264Settings | None = H264Settings(),  # noqa: B008  (frozen, shared safely)
+        h264: H264Settings | None = DEFAULT_H264,
     ) -> None:
         super().__init__()
         # The remote track id (SDP msid) is the camera name, so the operator knows which
@@ -114,6 +125,10 @@ class CameraVideoTrack(MediaStreamTrack):
             )
         self.frames_self_encoded = 0
         """Frames encoded by teledrive's encoder (the rest went through aiortc's)."""
+        self._size_px: tuple[int, int] | None = None
+        self._pacer = FramePacer(camera.nominal_fps)
+        self.sent_size_px: tuple[int, int] | None = None
+        """(width, height) of the last picture sent, None before the first."""
 
     # -- aiortc track API ------------------------------------------------------------------
 
@@ -132,12 +147,12 @@ class CameraVideoTrack(MediaStreamTrack):
             loop = asyncio.get_running_loop()
             self._unsubscribe = self.camera.subscribe(lambda _f: _wake_threadsafe(loop, self))
         while True:
-            captured = self._newer_frame()
+            captured = self._admitted_frame()
             if captured is not None:
                 break
             self._wake.clear()
             # Re-check after clearing, or a frame published in between would be missed.
-            captured = self._newer_frame()
+            captured = self._admitted_frame()
             if captured is not None:
                 break
             await self._wake.wait()
@@ -148,7 +163,8 @@ class CameraVideoTrack(MediaStreamTrack):
         if self._h264 is not None and isinstance(aiortc_encoder, H264Encoder):
             return await self._encode_h264(captured, pts, aiortc_encoder)
         self._apply_bitrate_cap()
-        frame = av.VideoFrame.from_ndarray(captured.image, format="bgr24")
+        image = self._scaled(captured.image)
+        frame = av.VideoFrame.from_ndarray(image, format="bgr24")
         frame.pts = pts
         frame.time_base = VIDEO_TIME_BASE
         return frame
@@ -168,7 +184,8 @@ class CameraVideoTrack(MediaStreamTrack):
             setattr(self._sender, _SENDER_KEYFRAME_ATTR, False)
         loop = asyncio.get_running_loop()
         data = await loop.run_in_executor(
-            self._executor, lambda: encoder.encode(captured.image, pts, keyframe=keyframe)
+            self._executor,
+            lambda: encoder.encode(self._scaled(captured.image), pts, keyframe=keyframe),
         )
         packet = av.Packet(data)
         packet.pts = pts
@@ -195,6 +212,62 @@ class CameraVideoTrack(MediaStreamTrack):
     def recent_capture_times(self) -> list[tuple[int, float]]:
         """The remembered (pts, capture_time_s) pairs, oldest first."""
         return list(self._capture_by_pts.items())
+
+    # -- operating point -------------------------------------------------------------------
+
+    def apply_operating_point(self, point: OperatingPoint) -> None:
+        """Send at ``point``'s size, frame rate and bitrate cap from the next frame on.
+
+        A size equal to the camera's, or a frame rate at or above the camera's, means no
+        scaling or no frame dropping.
+
+        Raises:
+            ConfigError: a size, frame rate or bitrate is not positive, or the size is odd.
+        """
+        where = f"camera {self.camera.name!r}"
+        width, height = point.width_px, point.height_px
+        if width <= 0 or height <= 0 or width % 2 or height % 2:
+            raise ConfigError(f"{where}: operating size {width}x{height} must be even, > 0")
+        if point.bitrate_bps <= 0:
+            raise ConfigError(f"{where}: bitrate must be > 0, got {point.bitrate_bps}")
+        fps = point.fps if point.fps < self.camera.nominal_fps else None
+        self._pacer.set_fps(fps)
+        self._size_px = (width, height)
+        self.max_bitrate_bps = point.bitrate_bps
+
+    @property
+    def target_fps(self) -> float:
+        """The frame rate the track sends at most (the camera's unless lowered)."""
+        fps = self._pacer.fps
+        return self.camera.nominal_fps if fps is None else fps
+
+    @property
+    def frames_paced_out(self) -> int:
+        """Camera frames dropped to hold a lower frame rate."""
+        return self._pacer.dropped
+
+    @property
+    def sender(self) -> RTCRtpSender | None:
+        """The sender bound with :meth:`bind_sender`, if any."""
+        return self._sender
+
+    @property
+    def remb_bps(self) -> int | None:
+        """The receiver's bitrate estimate (REMB) as aiortc's encoder holds it.
+
+        Clamped to aiortc's codec bounds (H.264 0.5-3 Mbit/s); None before the first frame.
+        """
+        encoder = self._aiortc_encoder()
+        target = getattr(encoder, "target_bitrate", None)
+        return int(target) if isinstance(target, int | float) else None
+
+    def _scaled(self, image: Image) -> Image:
+        size = self._size_px
+        if size is not None:
+            image = scale_to(image, size[0], size[1])
+        height, width = image.shape[:2]
+        self.sent_size_px = (width, height)
+        return image
 
     # -- bitrate ---------------------------------------------------------------------------
 
@@ -234,6 +307,13 @@ class CameraVideoTrack(MediaStreamTrack):
         self.bitrate_cap_active = True
 
     # -- internals -------------------------------------------------------------------------
+
+    def _admitted_frame(self) -> CapturedFrame | None:
+        """The newest unsent frame if the frame rate admits it (else it is dropped)."""
+        while True:
+            frame = self._newer_frame()
+            if frame is None or self._pacer.admit(frame.capture_time_s):
+                return frame
 
     def _newer_frame(self) -> CapturedFrame | None:
         frame = self.camera.latest()

@@ -1,0 +1,455 @@
+"""The whole system inside a link lab: hub, vehicle and a reporting operator, each in its place.
+
+:class:`LabSystem` starts a :class:`~teledrive.shared.linklab.LinkLab`, then
+
+- the **hub** in the hub namespace, listening on the hub's lab address (a fixed port, so a
+  restarted hub is found at the same URL),
+- the **vehicle** in the vehicle namespace, alone on the far side of the emulated link, with a
+  ``vehicle.toml`` pointing at the hub's lab address and the ``sim://`` motor controller (or
+  a pty the caller owns: ptys are not network-namespaced),
+- the **operator probe** (:mod:`teledrive.shared.linklab.probe`) in the operator namespace,
+
+collects what they print (the probe's JSON events, the vehicle's and the hub's log lines, each
+stamped with ``CLOCK_MONOTONIC`` on arrival), and always stops everything and removes the lab.
+Used by ``tests/linklab/test_lab_system.py`` and ``benchmarks/link_lab.py``.
+
+Times are ms of ``CLOCK_MONOTONIC``, which every namespace of the machine shares, so probe
+events, log lines and the cuts this harness makes can be compared directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import json
+import logging
+import os
+import re
+import select
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+from teledrive.shared.errors import LinkError
+from teledrive.shared.linklab.netns import LinkLab
+from teledrive.shared.linklab.profiles import LinkProfile
+
+logger = logging.getLogger(__name__)
+
+HUB_PORT = 8765
+VEHICLE_ID = "lab-van"
+FALLBACK_MODES = ("AUTONOMY", "MINIMAL_RISK_STOP")
+OPERATOR_MODES = ("TELEOP", "DEGRADED")
+_START_TIMEOUT_S = 20.0
+_STOP_TIMEOUT_S = 5.0
+_MODE_LINE = re.compile(r"mode (\w+) -> (\w+): (.*)$")
+_REGISTERED_LINE = re.compile(r"hub: (\w+) '([^']*)' registered from")
+
+VEHICLE_TOML = """\
+[vehicle]
+id = "{vehicle_id}"
+name = "Link-lab van"
+hub_url = "{hub_url}"
+
+[motor]
+url = "{motor_url}"
+
+[[cameras]]
+name = "front"
+source = "synthetic"
+width = 640
+height = 480
+fps = 30
+"""
+
+
+def now_ms() -> float:
+    """``CLOCK_MONOTONIC`` in ms."""
+    return time.monotonic() * 1000.0
+
+
+def time_scale() -> float:
+    """``TELEDRIVE_TIME_SCALE`` (>= 1): how much to stretch real-time waits."""
+    try:
+        return max(1.0, float(os.environ.get("TELEDRIVE_TIME_SCALE", "1")))
+    except ValueError:
+        return 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Cut:
+    """One cut of the link, both directions (CLOCK_MONOTONIC ms)."""
+
+    start_ms: float
+    end_ms: float
+    sessions_before: int
+
+
+@dataclasses.dataclass(frozen=True)
+class LogLine:
+    """A line a process printed, stamped on arrival."""
+
+    t_ms: float
+    text: str
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    """The nearest-rank percentile, or None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+class LabSystem:
+    """Hub, vehicle and operator probe in a link lab; see the module docstring.
+
+    Args:
+        profile: link profile name or :class:`LinkProfile`.
+        seed: the lab's random seed.
+        prefix: namespace prefix (tests use their own, see ``LinkLab``).
+        motor_url: the vehicle's motor controller (``sim://`` or a pty path).
+        python: interpreter for the three processes.
+    """
+
+    def __init__(
+        self,
+        profile: str | LinkProfile = "wired-1200km",
+        *,
+        seed: int = 0,
+        prefix: str = "tdlab",
+        motor_url: str = "sim://",
+        python: str = sys.executable,
+    ) -> None:
+        self.lab = LinkLab(profile, seed=seed, prefix=prefix, python=python)
+        self._motor_url = motor_url
+        self._python = python
+        self._cond = threading.Condition()
+        self.events: list[dict[str, Any]] = []
+        """The probe's events, in arrival order."""
+        self.vehicle_log: list[LogLine] = []
+        self.hub_log: list[LogLine] = []
+        self.cuts: list[Cut] = []
+        self.hub_starts: list[float] = []
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self.hub: subprocess.Popen[str] | None = None
+        self.vehicle: subprocess.Popen[str] | None = None
+        self.probe: subprocess.Popen[str] | None = None
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def __enter__(self) -> LabSystem:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def hub_url(self) -> str:
+        """The hub's URL inside the lab."""
+        return f"ws://{self.lab.addr('hub')}:{HUB_PORT}"
+
+    def start(self) -> None:
+        """Creates the lab and starts hub, vehicle and probe (everything is removed on error).
+
+        Raises:
+            LinkError: the lab or a process cannot start.
+        """
+        try:
+            self.lab.start()
+            self._tmp = tempfile.TemporaryDirectory(prefix="teledrive-linklab-")
+            self.start_hub()
+            config = Path(self._tmp.name) / "vehicle.toml"
+            config.write_text(
+                VEHICLE_TOML.format(
+                    vehicle_id=VEHICLE_ID, hub_url=self.hub_url, motor_url=self._motor_url
+                )
+            )
+            self.vehicle = self.lab.run_in(
+                "vehicle",
+                self._cli("vehicle", "--config", str(config)),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            self._follow(self.vehicle.stderr, self.vehicle_log)
+            self.probe = self.lab.run_in(
+                "operator",
+                [
+                    *(self._python, "-m", "teledrive.shared.linklab.probe"),
+                    *("--hub", self.hub_url, "--vehicle", VEHICLE_ID),
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                bufsize=1,
+            )
+            self._follow_events(self.probe.stdout)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Stops the processes and removes the lab. Safe to call more than once."""
+        self.stop_probe()
+        self.lab.close()  # stops what run_in started
+        for thread in self._threads:
+            thread.join(timeout=_STOP_TIMEOUT_S)
+        self._threads.clear()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def _cli(self, *args: str) -> list[str]:
+        return [self._python, "-m", "teledrive.shared.cli", *args]
+
+    def start_hub(self) -> None:
+        """Starts the hub on its lab address and waits until it listens.
+
+        Raises:
+            LinkError: it did not report its address in time.
+        """
+        listen = f"{self.lab.addr('hub')}:{HUB_PORT}"
+        hub = self.lab.run_in(
+            "hub",
+            self._cli("-v", "hub", "--listen", listen),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
+        self.hub = hub
+        assert hub.stdout is not None  # stdout=PIPE
+        ready, _, _ = select.select([hub.stdout], [], [], _START_TIMEOUT_S * time_scale())
+        line = hub.stdout.readline().strip() if ready else "<timeout>"
+        if not line.startswith("hub listening on "):
+            raise LinkError(f"linklab system: hub did not start on {listen}: {line!r}")
+        self.hub_starts.append(now_ms())
+        self._follow(hub.stderr, self.hub_log)
+
+    def restart_hub(self) -> float:
+        """Stops the hub (SIGTERM) and starts a new one at the same address.
+
+        Returns:
+            When the new hub was listening (CLOCK_MONOTONIC ms).
+        """
+        if self.hub is not None:
+            _stop(self.hub)
+        self.start_hub()
+        return self.hub_starts[-1]
+
+    def stop_probe(self) -> dict[str, Any] | None:
+        """Asks the probe to stop and returns its final summary (None if it gave none)."""
+        probe, self.probe = self.probe, None
+        if probe is None:
+            return None
+        count = len(self.of("summary"))
+        if probe.poll() is None and probe.stdin is not None:
+            with contextlib.suppress(OSError):
+                probe.stdin.write("stop\n")
+                probe.stdin.flush()
+            try:
+                probe.wait(timeout=_STOP_TIMEOUT_S * time_scale())
+            except subprocess.TimeoutExpired:
+                _stop(probe)
+        with self._cond:
+            self._cond.wait_for(lambda: len(self.of("summary")) > count, timeout=1.0)
+        summaries = self.of("summary")
+        return summaries[-1] if len(summaries) > count else None
+
+    # -- output readers -----------------------------------------------------------------------
+
+    def _spawn(self, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _follow(self, stream: IO[str] | None, sink: list[LogLine]) -> None:
+        if stream is None:
+            return
+
+        def read() -> None:
+            for line in stream:
+                with self._cond:
+                    sink.append(LogLine(now_ms(), line.rstrip("\n")))
+                    self._cond.notify_all()
+
+        self._spawn(read)
+
+    def _follow_events(self, stream: IO[str] | None) -> None:
+        if stream is None:
+            return
+
+        def read() -> None:
+            for line in stream:
+                try:
+                    event = json.loads(line)
+                except json.JSONDecodeError:
+                    logger.warning("linklab probe printed a non-JSON line: %r", line[:200])
+                    continue
+                with self._cond:
+                    self.events.append(event)
+                    self._cond.notify_all()
+
+        self._spawn(read)
+
+    # -- waiting and acting -------------------------------------------------------------------
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        """The probe's events of one kind (a snapshot)."""
+        with self._cond:
+            return [event for event in self.events if event["ev"] == kind]
+
+    def wait_for(self, predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+        """Waits until ``predicate()`` holds (checked on every new output line).
+
+        Raises:
+            LinkError: not within ``timeout_s`` (times ``TELEDRIVE_TIME_SCALE``).
+        """
+        with self._cond:
+            if not self._cond.wait_for(predicate, timeout=timeout_s * time_scale()):
+                raise LinkError(f"linklab system: timed out after {timeout_s} s waiting for {what}")
+
+    def hold(self, seconds: float) -> None:
+        """Lets the system run for ``seconds`` (a measurement window, not a synchronisation)."""
+        deadline_s = time.monotonic() + seconds
+        with self._cond:
+            self._cond.wait_for(lambda: time.monotonic() >= deadline_s, timeout=seconds)
+
+    def driving_since(self, t_ms: float) -> bool:
+        """Whether telemetry after ``t_ms`` shows an operator command being applied."""
+        return any(
+            event["mode"] in OPERATOR_MODES and event["seq"] and event["age_ms"] is not None
+            for event in self._events_of("tel", t_ms)
+        )
+
+    def wait_driving(self, timeout_s: float = 30.0, *, since_ms: float = 0.0) -> None:
+        """Waits until the operator drives (took over and its commands are applied)."""
+        self.wait_for(lambda: self.driving_since(since_ms), timeout_s, "the operator driving")
+
+    def _events_of(self, kind: str, since_ms: float = 0.0) -> Iterator[dict[str, Any]]:
+        # Events arrive in time order: scan back from the newest (waits check on every line).
+        start = len(self.events)
+        while start > 0 and self.events[start - 1]["t"] > since_ms:
+            start -= 1
+        return (e for e in self.events[start:] if e["ev"] == kind)
+
+    def sessions(self) -> int:
+        """Sessions the operator has answered so far."""
+        with self._cond:
+            return sum(1 for event in self.events if event["ev"] == "offer")
+
+    def cut(self, seconds: float) -> Cut:
+        """Cuts the link both ways for ``seconds``, now."""
+        sessions = self.sessions()
+        start_ms = now_ms()
+        self.lab.cut(seconds)
+        cut = Cut(start_ms, start_ms + seconds * 1000.0, sessions)
+        self.cuts.append(cut)
+        return cut
+
+    def summary(self) -> dict[str, Any]:
+        """The probe's figures now (it prints a summary on request)."""
+        count = len(self.of("summary"))
+        probe = self.probe
+        if probe is None or probe.stdin is None:
+            raise LinkError("linklab system: the probe is not running")
+        probe.stdin.write("summary\n")
+        probe.stdin.flush()
+        self.wait_for(lambda: len(self.of("summary")) > count, 10.0, "a probe summary")
+        return self.of("summary")[-1]
+
+    # -- figures ------------------------------------------------------------------------------
+
+    def frame_times(self, since_ms: float = 0.0, until_ms: float = float("inf")) -> list[float]:
+        """Arrival times of decoded frames at the operator."""
+        with self._cond:
+            return [e["t"] for e in self._events_of("frame", since_ms) if e["t"] <= until_ms]
+
+    def first_frame_after(self, cut: Cut) -> dict[str, Any] | None:
+        """The first frame of a new session after the link returned."""
+        with self._cond:
+            for event in self._events_of("frame", cut.end_ms):
+                if event["session"] > cut.sessions_before:
+                    return event
+        return None
+
+    def reconnect_first_frame_ms(self, cut: Cut) -> float | None:
+        """Link back -> first frame of a new session at the operator."""
+        event = self.first_frame_after(cut)
+        return None if event is None else event["t"] - cut.end_ms
+
+    def mode_changes(self, since_ms: float = 0.0) -> list[tuple[float, str, str]]:
+        """The vehicle's mode changes from its log: ``(t_ms, from, to)``."""
+        with self._cond:
+            lines = [line for line in self.vehicle_log if line.t_ms > since_ms]
+        changes = []
+        for line in lines:
+            match = _MODE_LINE.search(line.text)
+            if match:
+                changes.append((line.t_ms, match.group(1), match.group(2)))
+        return changes
+
+    def fallback_ms(self, cut: Cut) -> float | None:
+        """Cut -> the vehicle leaving the operator (autonomy or minimal-risk stop)."""
+        for t_ms, _previous, mode in self.mode_changes(cut.start_ms):
+            if mode in FALLBACK_MODES:
+                return t_ms - cut.start_ms
+        return None
+
+    def commands_applied_from_before(self, cut: Cut) -> int:
+        """Telemetry after the link returned naming an applied command sent before that."""
+        with self._cond:
+            return sum(
+                1
+                for event in self._events_of("tel", cut.end_ms)
+                if event["seq"]
+                and event["mode"] in OPERATOR_MODES
+                and (event["sent_t"] is None or event["sent_t"] < cut.end_ms)
+            )
+
+    def longest_freeze_ms(self, since_ms: float, until_ms: float = float("inf")) -> float:
+        """Longest gap between frames at the operator, leaving out gaps that span a cut."""
+        times = self.frame_times(since_ms, until_ms)
+        longest = 0.0
+        for before, after in itertools.pairwise(times):
+            if any(before < cut.end_ms and after > cut.start_ms for cut in self.cuts):
+                continue
+            longest = max(longest, after - before)
+        return longest
+
+    def registrations(self, since_ms: float) -> list[tuple[str, str]]:
+        """``(role, id)`` registered at the hub after ``since_ms`` (from the hub's log)."""
+        with self._cond:
+            lines = [line for line in self.hub_log if line.t_ms > since_ms]
+        found = []
+        for line in lines:
+            match = _REGISTERED_LINE.search(line.text)
+            if match:
+                found.append((match.group(1), match.group(2)))
+        return found
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=_STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -1,0 +1,496 @@
+"""End-to-end safety: link loss, frozen link, frozen video, and the autonomy in the world.
+
+Real parts: an in-process hub on loopback websockets, real aiortc peers, the simulated MCU
+behind a real pty (``sim://``), and the vehicle service running in this test's event loop so
+that every control step and every arriving drive command is recorded (``on_step`` /
+``on_command``) with its vehicle-clock time. The operator is a separate process (so that it can
+be SIGKILLed or SIGSTOPped) or an in-process :class:`OperatorClient`. Operator and vehicle share
+the host's monotonic clock, so send times and decision times are directly comparable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from teledrive.operator.client import OperatorClient
+from teledrive.operator.hub import Hub
+from teledrive.operator.patterns import ScriptedPattern
+from teledrive.shared import messages as m
+from teledrive.shared.config import VehicleConfig, parse_config
+from teledrive.vehicle.autonomy.base import AutonomyStatus
+from teledrive.vehicle.camera import Camera, FrameSource, Image
+from teledrive.vehicle.command_gate import CommandArrival, GateVerdict
+from teledrive.vehicle.motor_link import MotorLink
+from teledrive.vehicle.service import VehicleService
+from teledrive.vehicle.sim_world import SimWorld, motor_motion, sim_world_from_config
+from teledrive.vehicle.supervisor import OPERATOR_MODES, Mode, TickOutput, Transition
+from teledrive.vehicle.world import Circle
+from teledrive.vehicle.world_camera import WorldCameraSource
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+SCALE = float(os.environ.get("TELEDRIVE_TIME_SCALE", "1"))
+VEHICLE_ID = "safety-van"
+FALLBACK_AGE_MS = 250.0
+TICK_MS = 20.0
+FALLBACK_BOUND_MS = FALLBACK_AGE_MS + TICK_MS * SCALE  # the bound plus one tick
+VIDEO_FREEZE_MS = 300.0
+HYSTERESIS_MS = 1000.0
+CLOCK_SYNC_ERROR_MS = 5.0  # loopback: the operator's offset estimate is within this
+POLL_S = 0.005
+LONG_ROUTE = [(0.0, 0.0), (40.0, 0.0), (40.0, 10.0)]
+
+
+def now_ms() -> float:
+    return time.monotonic() * 1000.0
+
+
+async def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Polls ``predicate`` every few ms until it holds; fails after ``timeout_s * SCALE``."""
+    deadline = time.monotonic() + timeout_s * SCALE
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s * SCALE:.1f} s waiting for {what}")
+        await asyncio.sleep(POLL_S)
+
+
+# ---- recording -------------------------------------------------------------------------------
+
+
+@dataclass
+class Recorder:
+    """Every control step and every accepted drive command, as the vehicle saw them."""
+
+    steps: list[TickOutput] = field(default_factory=list)
+    accepted: dict[int, CommandArrival] = field(default_factory=dict)
+    arrivals: list[CommandArrival] = field(default_factory=list)
+
+    def on_command(self, arrival: CommandArrival, verdict: GateVerdict) -> None:
+        if verdict.accepted:
+            self.accepted[arrival.seq] = arrival
+            self.arrivals.append(arrival)
+
+    def on_step(self, out: TickOutput) -> None:
+        self.steps.append(out)
+
+    def transitions(self) -> list[Transition]:
+        return [t for out in self.steps for t in out.transitions]
+
+    def first_transition(
+        self, *, after_ms: float, from_modes: frozenset[Mode] | None = None
+    ) -> Transition | None:
+        for t in self.transitions():
+            if t.at_ms >= after_ms and (from_modes is None or t.from_mode in from_modes):
+                return t
+        return None
+
+    def last_accepted_before(self, at_ms: float) -> CommandArrival:
+        return max(
+            (a for a in self.arrivals if a.received_ms <= at_ms), key=lambda a: a.received_ms
+        )
+
+    def stale_applications(self) -> list[tuple[int, float, float]]:
+        """(seq, age by its stamps, true age) of every applied command older than the bound.
+
+        A command is applied when a step carries its sequence number (that step's setpoint is
+        what goes to the MCU). True age uses the shared clock, not the offset estimate.
+        """
+        stale = []
+        for out in self.steps:
+            if out.command_seq is None:
+                continue
+            arrival = self.accepted[out.command_seq]
+            age_ms = arrival.age_at(out.now_ms)
+            true_age_ms = out.now_ms - arrival.sent_ms
+            limit_ms = min(FALLBACK_AGE_MS, arrival.ttl_ms)
+            if age_ms > limit_ms or true_age_ms > limit_ms + CLOCK_SYNC_ERROR_MS:
+                stale.append((out.command_seq, age_ms, true_age_ms))
+        return stale
+
+
+# ---- a camera that can freeze ----------------------------------------------------------------
+
+
+class VideoGate:
+    """Freezes every :class:`GatedSource` built on it: no new frame while paused."""
+
+    def __init__(self) -> None:
+        self._running = threading.Event()
+        self._running.set()
+        self.paused_at_ms: float | None = None
+
+    def pause(self) -> None:
+        self.paused_at_ms = now_ms()
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    def passing(self) -> bool:
+        return self._running.is_set()
+
+    def wait_running(self, timeout_s: float) -> bool:
+        return self._running.wait(timeout_s)
+
+
+class GatedSource(FrameSource):
+    """Wraps a source; while the gate is paused, frames are dropped and ``read`` blocks."""
+
+    def __init__(self, inner: FrameSource, gate: VideoGate) -> None:
+        self._inner = inner
+        self._gate = gate
+        self._closed = threading.Event()
+
+    def read(self) -> Image | None:
+        while True:
+            image = self._inner.read()
+            if image is None or self._gate.passing():
+                return image
+            # Captured after the pause: drop it and wait (a frozen camera delivers nothing).
+            while not self._gate.wait_running(0.05):
+                if self._closed.is_set():
+                    return None
+
+    def interrupt(self) -> None:
+        self._closed.set()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._inner.close()
+
+
+# ---- the system ------------------------------------------------------------------------------
+
+
+def vehicle_config(hub_url: str, route: list[tuple[float, float]]) -> VehicleConfig:
+    waypoints = ", ".join(f"[{x}, {y}]" for x, y in route)
+    return parse_config(
+        f'[vehicle]\nid = "{VEHICLE_ID}"\nhub_url = "{hub_url}"\n\n'
+        '[motor]\nurl = "sim://"\n\n'
+        '[[cameras]]\nname = "front"\nsource = "world"\nwidth = 320\nheight = 240\nfps = 30\n\n'
+        f"[sim]\nroute = [{waypoints}]\n",
+        VehicleConfig,
+        source="test vehicle.toml",
+    )
+
+
+@dataclass
+class Vehicle:
+    service: VehicleService
+    world: SimWorld
+    recorder: Recorder
+    video: VideoGate
+
+    @property
+    def mode(self) -> Mode:
+        return self.service.supervisor.mode
+
+    def wheel_speed_mps(self) -> float:
+        telemetry = self.service.motor.last_telemetry
+        return 0.0 if telemetry is None else telemetry.wheel_speed_mmps / 1000.0
+
+
+@pytest.fixture
+async def hub_url() -> AsyncIterator[str]:
+    async with Hub() as hub:
+        await hub.serve("127.0.0.1", 0)
+        yield f"ws://127.0.0.1:{hub.bound_port}"
+
+
+@contextlib.asynccontextmanager
+async def running_vehicle(
+    hub_url: str, route: list[tuple[float, float]], *, gated_camera: bool = False
+) -> AsyncIterator[Vehicle]:
+    """The vehicle service in this event loop, driving in a world with ``route``.
+
+    By default the service builds the world and the world camera from its config; with
+    ``gated_camera`` the test builds them (the same way) so that the video can be frozen.
+    """
+    config = vehicle_config(hub_url, route)
+    recorder = Recorder()
+    gate = VideoGate()
+    hooks = {"on_command": recorder.on_command, "on_step": recorder.on_step}
+    if gated_camera:
+        motor = MotorLink(config.motor.url)
+        assert config.sim is not None
+        world = sim_world_from_config(config.sim, measured=motor_motion(motor))
+        section = config.cameras[0]
+
+        def factory() -> FrameSource:
+            source = WorldCameraSource(
+                world.snapshot, section.width, section.height, section.fps, name=section.name
+            )
+            return GatedSource(source, gate)
+
+        camera = Camera(factory, name=section.name, fps=section.fps)
+        service = VehicleService(
+            config, motor_link=motor, cameras=[camera], autonomy=world, **hooks
+        )
+    else:
+        service = VehicleService(config, **hooks)
+    assert service.sim_world is not None
+    task = asyncio.create_task(service.run())
+    try:
+        await wait_until(lambda: service.signaling.connected.is_set(), 10.0, "hub registration")
+        yield Vehicle(service, service.sim_world, recorder, gate)
+    finally:
+        gate.resume()
+        service.stop()
+        await task
+
+
+def start_operator_process(hub_url: str) -> subprocess.Popen[str]:
+    argv = [sys.executable, "-m", "teledrive.shared.cli", "operator", "--hub", hub_url]
+    argv += ["--vehicle", VEHICLE_ID, "--headless", "--stdin"]
+    return subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, bufsize=1
+    )
+
+
+@pytest.fixture
+def operator_process(hub_url: str) -> Iterator[subprocess.Popen[str]]:
+    proc = start_operator_process(hub_url)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)
+            proc.kill()
+        proc.wait(timeout=10)
+
+
+def type_setpoint(proc: subprocess.Popen[str], speed_mps: float, steer_rad: float) -> None:
+    assert proc.stdin is not None
+    proc.stdin.write(f"{speed_mps} {steer_rad}\n")
+    proc.stdin.flush()
+
+
+@contextlib.asynccontextmanager
+async def in_process_operator(
+    hub_url: str, vehicle: Vehicle, *, speed_mps: float = 0.0, want_control: bool = True
+) -> AsyncIterator[OperatorClient]:
+    """An :class:`OperatorClient` in this event loop, driving a constant speed straight."""
+    pattern = ScriptedPattern(speed_mps=speed_mps, steer_amplitude_rad=0.0, ramp_s=0.0)
+    client = OperatorClient(hub_url, VEHICLE_ID, operator_id="safety-op", source=pattern)
+    client.want_control = want_control
+    task = asyncio.create_task(client.run())
+    try:
+        yield client
+    finally:
+        session = vehicle.service.session
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        if session is not None:
+            # Let the vehicle finish closing the session the operator just left (the hub's
+            # Bye) before the vehicle is stopped: aioice's close swallows a cancellation
+            # that arrives meanwhile, and the vehicle's signaling task would then never end.
+            await session.pc.close()
+
+
+async def drive_under_operator(vehicle: Vehicle, speed_mps: float) -> None:
+    """Waits until the operator holds control and the vehicle moves at ``speed_mps``."""
+    await wait_until(lambda: vehicle.mode is Mode.TELEOP, 20.0, "operator takeover")
+    await wait_until(
+        lambda: vehicle.world.snapshot().speed_mps >= 0.9 * speed_mps, 5.0, "driving speed"
+    )
+
+
+LINK_LOSS_REASONS = ("command age", "link silent", "video frozen")
+
+
+def assert_fallback_to_autonomy(vehicle: Vehicle, loss_ms: float) -> tuple[Transition, float]:
+    """The first exit from operator control: after the loss, to autonomy, for a link reason.
+
+    Returns the transition and its delay from the send time of the newest command the vehicle
+    had accepted. Whichever watchdog notices first (command age, link silence, or the video
+    freshness the dead operator no longer reports) is fine, as long as it is within the bound.
+    """
+    rec = vehicle.recorder
+    exits = [
+        t
+        for t in rec.transitions()
+        if t.from_mode in OPERATOR_MODES and t.to_mode not in OPERATOR_MODES
+    ]
+    assert exits, rec.transitions()
+    transition = exits[0]
+    assert transition.at_ms > loss_ms, (transition, loss_ms)  # not before the link was lost
+    assert transition.to_mode is Mode.AUTONOMY, transition
+    assert "fallback to autonomy" in transition.reason, transition
+    assert any(reason in transition.reason for reason in LINK_LOSS_REASONS), transition
+    last = rec.last_accepted_before(transition.at_ms)
+    return transition, transition.at_ms - last.sent_ms
+
+
+async def assert_autonomy_drives(vehicle: Vehicle, metres: float) -> None:
+    start_m = vehicle.world.snapshot().distance_m
+    await wait_until(
+        lambda: vehicle.world.snapshot().distance_m >= start_m + metres,
+        10.0,
+        f"the autonomy to drive {metres} m",
+    )
+    assert vehicle.mode is Mode.AUTONOMY, vehicle.service.supervisor.reason
+    assert vehicle.world.snapshot().status is AutonomyStatus.OK
+
+
+# ---- the scenarios ---------------------------------------------------------------------------
+
+
+async def test_killed_operator_falls_back_to_autonomy_within_bound(
+    hub_url: str, operator_process: subprocess.Popen[str]
+) -> None:
+    async with running_vehicle(hub_url, LONG_ROUTE) as vehicle:
+        type_setpoint(operator_process, 1.0, 0.0)
+        await drive_under_operator(vehicle, 1.0)
+        killed_ms = now_ms()
+        operator_process.send_signal(signal.SIGKILL)
+        await wait_until(lambda: vehicle.mode not in OPERATOR_MODES, 2.0, "fallback")
+
+        transition, loss_to_fallback_ms = assert_fallback_to_autonomy(vehicle, killed_ms)
+        assert loss_to_fallback_ms <= FALLBACK_BOUND_MS, transition
+        assert transition.at_ms - killed_ms <= FALLBACK_BOUND_MS, transition
+        await assert_autonomy_drives(vehicle, 1.0)
+        assert vehicle.recorder.stale_applications() == []
+        after = [o for o in vehicle.recorder.steps if o.now_ms >= transition.at_ms]
+        assert all(o.command_seq is None for o in after)
+        assert not vehicle.world.snapshot().collided
+
+
+async def test_frozen_link_falls_back_and_takeover_needs_hysteresis(
+    hub_url: str, operator_process: subprocess.Popen[str]
+) -> None:
+    async with running_vehicle(hub_url, LONG_ROUTE) as vehicle:
+        rec = vehicle.recorder
+        type_setpoint(operator_process, 1.0, 0.0)
+        await drive_under_operator(vehicle, 1.0)
+        stopped_ms = now_ms()
+        operator_process.send_signal(signal.SIGSTOP)
+        await wait_until(lambda: vehicle.mode not in OPERATOR_MODES, 2.0, "fallback")
+        transition, loss_to_fallback_ms = assert_fallback_to_autonomy(vehicle, stopped_ms)
+        assert loss_to_fallback_ms <= FALLBACK_BOUND_MS, transition
+
+        # Frozen a little longer, then the link comes back.
+        await wait_until(lambda: now_ms() >= transition.at_ms + 300.0, 2.0, "300 ms frozen")
+        continued_ms = now_ms()
+        operator_process.send_signal(signal.SIGCONT)
+        await wait_until(
+            lambda: any(a.received_ms > continued_ms for a in rec.arrivals), 5.0, "commands again"
+        )
+        healthy_from_ms = min(a.received_ms for a in rec.arrivals if a.received_ms > continued_ms)
+        # Fresh commands do not hand control back: only a takeover after the hysteresis does.
+        await wait_until(lambda: vehicle.mode is Mode.TELEOP, 10.0, "takeover after hysteresis")
+        back = rec.first_transition(after_ms=continued_ms)
+        assert back is not None
+        assert back.to_mode is Mode.TELEOP, rec.transitions()
+        assert back.reason == "operator takeover", back
+        assert back.at_ms - healthy_from_ms >= HYSTERESIS_MS, (back, healthy_from_ms)
+        autonomy_steps = [o for o in rec.steps if healthy_from_ms <= o.now_ms < back.at_ms]
+        assert all(o.mode not in OPERATOR_MODES for o in autonomy_steps)
+        assert all(o.command_seq is None for o in autonomy_steps)
+        assert rec.stale_applications() == []
+        assert not vehicle.world.snapshot().collided
+
+
+async def test_frozen_video_falls_back_within_bound(hub_url: str) -> None:
+    async with (
+        running_vehicle(hub_url, LONG_ROUTE, gated_camera=True) as vehicle,
+        in_process_operator(hub_url, vehicle, speed_mps=0.8),
+    ):
+        await drive_under_operator(vehicle, 0.8)
+        vehicle.video.pause()
+        paused_ms = vehicle.video.paused_at_ms
+        assert paused_ms is not None
+        await wait_until(lambda: vehicle.mode not in OPERATOR_MODES, 2.0, "fallback")
+
+        transition = vehicle.recorder.first_transition(
+            after_ms=paused_ms, from_modes=OPERATOR_MODES
+        )
+        assert transition is not None
+        assert transition.to_mode is Mode.AUTONOMY, transition
+        assert "video frozen" in transition.reason, transition
+        # The last frame was captured at most one frame period before the pause and shown
+        # after it; allow for glass-to-glass latency and one tick on top of the 300 ms bound.
+        frame_period_ms = 1000.0 / 30
+        freeze_to_fallback_ms = transition.at_ms - paused_ms
+        assert VIDEO_FREEZE_MS - frame_period_ms - 5.0 <= freeze_to_fallback_ms, transition
+        assert freeze_to_fallback_ms <= VIDEO_FREEZE_MS + TICK_MS + 100.0 * SCALE, transition
+        assert vehicle.recorder.stale_applications() == []
+        await assert_autonomy_drives(vehicle, 0.5)
+
+
+async def release_to_autonomy(vehicle: Vehicle, client: OperatorClient) -> None:
+    await wait_until(lambda: client.connected.is_set(), 20.0, "operator session")
+    # The link must be alive first: autonomy gives way to a stop after link silence.
+    await wait_until(lambda: bool(vehicle.recorder.arrivals), 10.0, "drive commands")
+    await wait_until(lambda: vehicle.world.snapshot().now_ms is not None, 5.0, "the world stepping")
+    assert client.send_event(m.Release())
+    await wait_until(lambda: vehicle.mode is Mode.AUTONOMY, 5.0, "release to autonomy")
+    released = vehicle.recorder.transitions()[-1]
+    assert released.reason == "operator released to autonomy", released
+
+
+async def test_autonomy_completes_the_route_in_the_world(hub_url: str) -> None:
+    route = [(0.0, 0.0), (3.0, 0.0), (5.0, 1.5)]
+    goal = route[-1]
+    async with (
+        running_vehicle(hub_url, route) as vehicle,
+        in_process_operator(hub_url, vehicle, want_control=False) as client,
+    ):
+        await release_to_autonomy(vehicle, client)
+        await wait_until(
+            lambda: vehicle.mode is Mode.MINIMAL_RISK_STOP and vehicle.wheel_speed_mps() == 0.0,
+            20.0,
+            "the end of the route and a standstill",
+        )
+        end = vehicle.recorder.transitions()[-1]
+        assert end.from_mode is Mode.AUTONOMY, end
+        assert "done" in end.reason, end
+        snap = vehicle.world.snapshot()
+        assert snap.status is AutonomyStatus.DONE
+        assert math.dist((snap.pose.x_m, snap.pose.y_m), goal) < 0.5, snap.pose
+        route_m = sum(math.dist(a, b) for a, b in itertools.pairwise(route))
+        assert route_m - 0.6 < snap.distance_m < route_m + 0.6, snap.distance_m
+        assert not snap.collided
+
+
+async def test_obstacle_on_the_route_stops_the_vehicle_before_it(hub_url: str) -> None:
+    async with (
+        running_vehicle(hub_url, [(0.0, 0.0), (14.0, 0.0)]) as vehicle,
+        in_process_operator(hub_url, vehicle, want_control=False) as client,
+    ):
+        await release_to_autonomy(vehicle, client)
+        await wait_until(lambda: vehicle.world.snapshot().speed_mps >= 1.2, 10.0, "cruising")
+        pose = vehicle.world.snapshot().pose
+        rock = Circle(pose.x_m + 4.0, 0.0, 0.3)
+        vehicle.world.add_obstacle(rock)
+        added_ms = now_ms()
+        min_gap_m = math.inf
+
+        def stopped() -> bool:
+            nonlocal min_gap_m
+            snap = vehicle.world.snapshot()
+            min_gap_m = min(min_gap_m, snap.obstacle_gap_m)
+            return vehicle.mode is Mode.MINIMAL_RISK_STOP and snap.speed_mps == 0.0
+
+        await wait_until(stopped, 10.0, "a stop before the obstacle")
+        stop = vehicle.recorder.first_transition(after_ms=added_ms)
+        assert stop is not None
+        assert (stop.from_mode, stop.to_mode) == (Mode.AUTONOMY, Mode.MINIMAL_RISK_STOP), stop
+        assert "blocked" in stop.reason, stop
+        snap = vehicle.world.snapshot()
+        assert not snap.collided
+        assert min_gap_m > 0.05, min_gap_m
+        assert snap.pose.x_m < rock.x_m - rock.radius_m

@@ -1,0 +1,114 @@
+"""The whole system over the emulated 1200 km link (wired-1200km): video, commands, a cut
+while driving, a hub restart. Needs root; skips otherwise and says why.
+
+One lab for the module (starting hub, vehicle and operator costs seconds); each test waits for
+the state it needs (the operator driving) before acting, and asserts bounds with margins that
+still fail when a bound is broken. Figures (g2g, latency percentiles) belong to
+``benchmarks/link_lab.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from teledrive.shared.linklab import unavailable_reason
+from teledrive.shared.linklab.system import VEHICLE_ID, LabSystem, now_ms, time_scale
+
+_REASON = unavailable_reason()
+pytestmark = [
+    pytest.mark.linklab,
+    pytest.mark.slow,
+    pytest.mark.skipif(_REASON is not None, reason=f"link lab unavailable: {_REASON}"),
+]
+
+PREFIX = "tdtest"  # never touches a developer's `tdlab` labs
+SCALE = time_scale()
+ONE_WAY_MS = 12.5
+JITTER_MS = 2.0
+FALLBACK_BOUND_MS = 250.0  # [safety] command_timeout_ms
+TICK_MS = 20.0  # the vehicle's control tick: the watchdog is evaluated once per tick
+LOG_SLACK_MS = 10.0  # the vehicle's log line reaching this process
+DEGRADE_MS = 150.0  # [safety] degrade_after_ms: a command this old is no longer "within bound"
+FREEZE_MS = 500.0
+FPS = 30
+CUT_S = 3.0
+RECONNECT_MS = 2000.0
+
+
+@pytest.fixture(scope="module")
+def system() -> Iterator[LabSystem]:
+    with LabSystem("wired-1200km", seed=7, prefix=PREFIX) as lab:
+        lab.wait_driving(timeout_s=40.0)
+        yield lab
+
+
+def test_video_flows_and_commands_arrive_within_bound(system: LabSystem) -> None:
+    system.wait_driving(since_ms=now_ms())
+    start_ms = now_ms()
+    window_s = 4.0
+    system.hold(window_s)
+    end_ms = now_ms()
+    frames = system.frame_times(start_ms, end_ms)
+    assert len(frames) >= 0.8 * FPS * window_s, f"{len(frames)} frames in {window_s} s"
+    freeze_ms = system.longest_freeze_ms(start_ms, end_ms)
+    assert freeze_ms <= FREEZE_MS, f"video froze for {freeze_ms:.0f} ms"
+    summary = system.summary()
+    p50, p95 = summary["command_latency_ms_p50"], summary["command_latency_ms_p95"]
+    # The commands really cross the emulated link (at least the one-way delay less jitter)...
+    assert p50 is not None, summary
+    assert p50 >= ONE_WAY_MS - JITTER_MS, summary
+    # ...and arrive well within the bound at which the vehicle would start degrading.
+    assert p95 is not None, summary
+    assert p95 < DEGRADE_MS, summary
+    assert summary["stale_commands_applied"] == 0, summary
+    assert system.mode_changes(start_ms) == [], "the vehicle left TELEOP on a healthy link"
+
+
+def test_cut_while_driving_falls_back_then_reconnects_without_stale_commands(
+    system: LabSystem,
+) -> None:
+    system.wait_driving(since_ms=now_ms())
+    cut = system.cut(CUT_S)
+    system.wait_for(
+        lambda: system.first_frame_after(cut) is not None,
+        CUT_S + 10.0,
+        "the first frame of a new peer connection",
+    )
+    fallback_ms = system.fallback_ms(cut)
+    assert fallback_ms is not None, system.mode_changes(cut.start_ms)
+    assert fallback_ms <= FALLBACK_BOUND_MS + TICK_MS + LOG_SLACK_MS, fallback_ms
+    reconnect_ms = system.reconnect_first_frame_ms(cut)
+    assert reconnect_ms is not None
+    assert reconnect_ms <= RECONNECT_MS * SCALE, reconnect_ms
+    assert system.sessions() > cut.sessions_before
+    # The operator takes over again and drives; nothing from before the return is applied.
+    system.wait_driving(timeout_s=15.0, since_ms=cut.end_ms)
+    assert system.commands_applied_from_before(cut) == 0
+    assert system.summary()["stale_commands_applied"] == 0
+
+
+def test_hub_restart_then_vehicle_and_operator_come_back(system: LabSystem) -> None:
+    system.wait_driving(since_ms=now_ms())
+    restarted_ms = system.restart_hub()
+    expected = {("vehicle", VEHICLE_ID), ("operator", "lab-operator")}
+    system.wait_for(
+        lambda: expected <= set(system.registrations(restarted_ms)),
+        15.0,
+        "vehicle and operator registered with the new hub",
+    )
+    # The peer connection never needed the hub: video kept flowing.
+    assert system.longest_freeze_ms(restarted_ms) <= FREEZE_MS
+    # A session comes back through the new hub: cut the link, a new one is negotiated.
+    cut = system.cut(2.0)
+    system.wait_for(
+        lambda: system.first_frame_after(cut) is not None,
+        12.0,
+        "a new session through the restarted hub",
+    )
+    reconnect_ms = system.reconnect_first_frame_ms(cut)
+    assert reconnect_ms is not None
+    assert reconnect_ms <= RECONNECT_MS * SCALE, reconnect_ms
+    system.wait_driving(timeout_s=15.0, since_ms=cut.end_ms)
+    assert system.commands_applied_from_before(cut) == 0
