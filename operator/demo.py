@@ -188,7 +188,8 @@ async def _run_console(
     seconds: float | None,
     screenshot: str | None,
 ) -> int:
-    argv = ["console", "--hub", hub_url, "--vehicle", DEMO_VEHICLE_ID]
+    # The demo camera draws the simulated world top-down: the overlay must match that view.
+    argv = ["console", "--hub", hub_url, "--vehicle", DEMO_VEHICLE_ID, "--camera-view", "top-down"]
     if screenshot is not None:
         argv += ["--screenshot", screenshot, "--seconds", str(seconds or 8.0)]
     elif seconds is not None:

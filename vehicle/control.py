@@ -110,10 +110,12 @@ class Controller:
             self.supervisor.on_autonomy_status(now_ms, self.autonomy.step(now_ms))
         out = self.supervisor.tick(now_ms)
         for transition in out.transitions:
+            # The monotonic time in the line lets tools on this host time it exactly.
             log.warning(
-                "mode %s -> %s: %s",
+                "mode %s -> %s at %.1f ms: %s",
                 transition.from_mode.name,
                 transition.to_mode.name,
+                transition.at_ms,
                 transition.reason,
             )
         self._command_mcu(out)

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 TICK_S = 0.02
 TELEMETRY_EVERY_TICKS = 2
 CLOCK_SYNC_EVERY_TICKS = 5
+PC_CLOSE_TIMEOUT_S = 3.0
 OPERATOR_LOST_MS = 1000.0
 """No data from the operator for this long: the link was cut, re-dial the hub (see _redial_loop)."""
 SESSION_SETUP_MS = 5000.0
@@ -56,6 +58,29 @@ SESSION_SETUP_MS = 5000.0
 REDIAL_EVERY_S = 0.25
 REDIAL_TIMEOUT_S = 1.0
 MAX_REDIALS_IN_FLIGHT = 4
+
+
+async def _close_pc(pc: RTCPeerConnection) -> None:
+    try:
+        await asyncio.wait_for(pc.close(), PC_CLOSE_TIMEOUT_S)
+    except TimeoutError:
+        log.warning("peer connection did not close within %.0f s", PC_CLOSE_TIMEOUT_S)
+
+
+async def _cancel_all(tasks: list[asyncio.Task[Any]], *, grace_s: float = 2.0) -> None:
+    """Cancels tasks and waits for them, cancelling again while one swallows the cancel."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace_s
+    pending = {t for t in tasks if not t.done()}
+    while pending and loop.time() < deadline:
+        for task in pending:
+            task.cancel()
+        _done, pending = await asyncio.wait(pending, timeout=min(0.1, grace_s))
+    for task in pending:
+        log.warning("task %s did not stop within %.1f s", task.get_name(), grace_s)
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            log.warning("task %s failed: %r", task.get_name(), task.exception())
 
 
 def supervisor_config(config: VehicleConfig) -> SupervisorConfig:
@@ -172,6 +197,7 @@ class VehicleService:
         self.errors = 0
         self._tick_count = 0
         self._kick = asyncio.Event()
+        self._closing: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
 
     def now_ms(self) -> float:
@@ -202,14 +228,12 @@ class VehicleService:
         try:
             await self._stopping.wait()
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            await self._end_session("vehicle stopping")
-            await self.signaling.close()
+            # The motor first: whatever else hangs below, the vehicle is already disarmed.
             self._safe_stop_motor()
+            await _cancel_all(tasks)
+            await self._end_session("vehicle stopping")
+            await _cancel_all(list(self._closing), grace_s=PC_CLOSE_TIMEOUT_S)
+            await self.signaling.close()
             for camera in self.cameras:
                 camera.stop()
 
@@ -301,7 +325,11 @@ class VehicleService:
         if session is None:
             return
         log.info("session %s ended: %s", session.id, reason)
-        await session.pc.close()
+        # Closed in a task of its own: aioice's close can take long and swallows a cancel,
+        # which must not stall the signaling reader that delivered the Bye.
+        task = asyncio.create_task(_close_pc(session.pc), name=f"close-{session.id}")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     # -- data channels ----------------------------------------------------------------------
 

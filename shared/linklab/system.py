@@ -49,7 +49,8 @@ FALLBACK_MODES = ("AUTONOMY", "MINIMAL_RISK_STOP")
 OPERATOR_MODES = ("TELEOP", "DEGRADED")
 _START_TIMEOUT_S = 20.0
 _STOP_TIMEOUT_S = 5.0
-_MODE_LINE = re.compile(r"mode (\w+) -> (\w+): (.*)$")
+# The vehicle logs "mode A -> B at T ms: reason", T on the shared monotonic clock.
+_MODE_LINE = re.compile(r"mode (\w+) -> (\w+)(?: at ([-\d.]+) ms)?: (.*)$")
 _REGISTERED_LINE = re.compile(r"hub: (\w+) '([^']*)' registered from")
 
 VEHICLE_TOML = """\
@@ -401,7 +402,8 @@ class LabSystem:
         for line in lines:
             match = _MODE_LINE.search(line.text)
             if match:
-                changes.append((line.t_ms, match.group(1), match.group(2)))
+                at_ms = float(match.group(3)) if match.group(3) else line.t_ms
+                changes.append((at_ms, match.group(1), match.group(2)))
         return changes
 
     def fallback_ms(self, cut: Cut) -> float | None:
