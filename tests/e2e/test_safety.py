@@ -280,11 +280,18 @@ def type_setpoint(proc: subprocess.Popen[str], speed_mps: float, steer_rad: floa
 
 @contextlib.asynccontextmanager
 async def in_process_operator(
-    hub_url: str, vehicle: Vehicle, *, speed_mps: float = 0.0, want_control: bool = True
+    hub_url: str,
+    vehicle: Vehicle,
+    *,
+    speed_mps: float = 0.0,
+    want_control: bool = True,
+    on_message: Callable[[m.Message], None] | None = None,
 ) -> AsyncIterator[OperatorClient]:
     """An :class:`OperatorClient` in this event loop, driving a constant speed straight."""
     pattern = ScriptedPattern(speed_mps=speed_mps, steer_amplitude_rad=0.0, ramp_s=0.0)
-    client = OperatorClient(hub_url, VEHICLE_ID, operator_id="safety-op", source=pattern)
+    client = OperatorClient(
+        hub_url, VEHICLE_ID, operator_id="safety-op", source=pattern, on_message=on_message
+    )
     client.want_control = want_control
     task = asyncio.create_task(client.run())
     try:
