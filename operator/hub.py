@@ -63,6 +63,7 @@ from teledrive.shared.messages import (
     Presence,
     Register,
     Registered,
+    Status,
     VehicleInfo,
     VehicleList,
     decode_signal,
@@ -205,6 +206,7 @@ class Hub:
         self._heartbeat_s = heartbeat_s
         self._register_timeout_s = register_timeout_s
         self._links: dict[tuple[Role, str], _Link] = {}
+        self._status: dict[str, Status] = {}
         self._counters = _Counters()
         self._server: Server | None = None
         self._changed = asyncio.Event()
@@ -410,6 +412,8 @@ class Hub:
             return  # replaced by a newer connection, which took over its presence
         del self._links[link.key]
         self._presence.unregister(*link.key)
+        if link.peer.role == "vehicle":
+            self._status.pop(link.peer.id, None)
         logger.info("hub: %s", reason)
         session = self._presence.session_of(*link.key)
         if session is not None:
@@ -429,6 +433,8 @@ class Hub:
         match message:
             case Offer() | Answer() | Candidate() | Bye():
                 self._relay(link, message)
+            case Status() if role == "vehicle":
+                self._on_status(link, message)
             case ListVehicles() if role == "operator":
                 infos = [self._vehicle_info(p.id) for p in self._presence.list("vehicle")]
                 link.send(VehicleList(vehicles=infos))
@@ -442,6 +448,13 @@ class Hub:
             case _:
                 kind = message_type(message)
                 self._bad(link, f"hub: from {link.label}: {kind} is not allowed", ref=kind)
+
+    def _on_status(self, link: _Link, status: Status) -> None:
+        """Keeps a vehicle's status; operators hear of it when its mode or reason changes."""
+        previous = self._status.get(link.peer.id)
+        self._status[link.peer.id] = status
+        if previous is None or (previous.mode, previous.reason) != (status.mode, status.reason):
+            self._push_presence(link.peer.id)
 
     def _bad(self, link: _Link, text: str, *, ref: str | None) -> None:
         self._counters.bad_messages += 1
@@ -527,12 +540,16 @@ class Hub:
         if peer is None:
             return VehicleInfo(id=vehicle_id, online=False)
         session = self._presence.session_of("vehicle", vehicle_id)
+        status = self._status.get(vehicle_id)
         return VehicleInfo(
             id=peer.id,
             name=peer.name,
             cameras=list(peer.cameras),
             online=True,
             operator=None if session is None else session.operator_id,
+            mode=None if status is None else status.mode,
+            reason="" if status is None else status.reason,
+            battery_v=None if status is None else status.battery_v,
         )
 
     def _push_presence(self, vehicle_id: str) -> None:

@@ -7,7 +7,7 @@ field. ``docs/PROTOCOL.md`` describes the same messages for people.
 
 Signaling (websocket between hub and each client)::
 
-    vehicle  -> hub      Register(role="vehicle")
+    vehicle  -> hub      Register(role="vehicle"), Status
     operator -> hub      Register(role="operator"), ListVehicles, Connect(vehicle_id)
     hub      -> operator Registered, VehicleList, Presence, Error
     hub      -> vehicle  Registered, Connect(session, operator_id), Error
@@ -91,6 +91,9 @@ class VehicleInfo(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
     Attributes:
         operator: id of the operator in session with it, if any.
+        mode: the vehicle's safety mode by its last ``Status`` (None before the first).
+        reason: why it is in that mode.
+        battery_v: its battery voltage by its last ``Status``.
     """
 
     id: Id
@@ -98,6 +101,21 @@ class VehicleInfo(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     cameras: list[Id] = []
     online: bool = True
     operator: Id | None = None
+    mode: Text | None = None
+    reason: Text = ""
+    battery_v: Annotated[float, msgspec.Meta(ge=0.0, le=1000.0)] | None = None
+
+
+class Status(Message, tag="status", frozen=True, kw_only=True):
+    """Vehicle -> hub: its safety mode, sent on every mode change and every few seconds.
+
+    The hub shows it to every operator in ``Presence``/``VehicleList``, so a fleet view sees a
+    vehicle that needs help (autonomy blocked, stopped, e-stop) without a session with it.
+    """
+
+    mode: Text
+    reason: Text = ""
+    battery_v: Annotated[float, msgspec.Meta(ge=0.0, le=1000.0)] | None = None
 
 
 class ListVehicles(Message, tag="list_vehicles", frozen=True, kw_only=True):
@@ -173,6 +191,7 @@ class Error(Message, tag="error", frozen=True, kw_only=True):
 SignalMessage = (
     Register
     | Registered
+    | Status
     | ListVehicles
     | VehicleList
     | Presence

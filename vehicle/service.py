@@ -26,7 +26,7 @@ from teledrive.shared.config import (
     VehicleConfig,
     simulated_world,
 )
-from teledrive.shared.errors import ConfigError
+from teledrive.shared.errors import ConfigError, LinkError
 from teledrive.shared.signaling import SignalingClient
 from teledrive.vehicle.camera import Camera, FrameSource, OpenCVSource, SyntheticSource
 from teledrive.vehicle.command_audit import CommandAudit
@@ -51,6 +51,7 @@ TICK_S = 0.02
 TELEMETRY_EVERY_TICKS = 2
 CLOCK_SYNC_EVERY_TICKS = 5
 PC_CLOSE_TIMEOUT_S = 3.0
+STATUS_EVERY_TICKS = 250  # 5 s; and at once on every mode change
 OPERATOR_LOST_MS = 1000.0
 """No data from the operator for this long: the link was cut, re-dial the hub (see _redial_loop)."""
 SESSION_SETUP_MS = 5000.0
@@ -191,13 +192,17 @@ class VehicleService:
             cameras=[c.name for c in self.cameras],
         )
         self.signaling = SignalingClient(
-            config.vehicle.hub_url, register, on_message=self._on_signal
+            config.vehicle.hub_url,
+            register,
+            on_message=self._on_signal,
+            on_connected=self._report_status,
         )
         self.session: Session | None = None
         self.errors = 0
         self._tick_count = 0
         self._kick = asyncio.Event()
         self._closing: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
 
     def now_ms(self) -> float:
@@ -230,7 +235,7 @@ class VehicleService:
         finally:
             # The motor first: whatever else hangs below, the vehicle is already disarmed.
             self._safe_stop_motor()
-            await _cancel_all(tasks)
+            await _cancel_all([*tasks, *self._background])
             await self._end_session("vehicle stopping")
             await _cancel_all(list(self._closing), grace_s=PC_CLOSE_TIMEOUT_S)
             await self.signaling.close()
@@ -431,6 +436,8 @@ class VehicleService:
             self.audit.on_applied(out.command_seq, now_ms)
             if self._on_step is not None:
                 self._on_step(out)
+            if out.transitions:
+                self._status_task()
             for transition in out.transitions:
                 self._send_event(
                     m.ModeChange(
@@ -450,8 +457,28 @@ class VehicleService:
                 next_s = max(next_s + TICK_S, self._clock())
                 self._on_tick(now_ms)
 
+    async def _report_status(self) -> None:
+        """Tells the hub the mode, for every operator's fleet view (not only the driver's)."""
+        telemetry = self.motor.last_telemetry
+        status = m.Status(
+            mode=self.supervisor.mode.name,
+            reason=self.supervisor.reason[:1000],
+            battery_v=None if telemetry is None else min(1000.0, telemetry.battery_mv / 1000.0),
+        )
+        with contextlib.suppress(LinkError):
+            await self.signaling.send(status)
+
+    def _status_task(self) -> None:
+        if not self.signaling.connected.is_set():
+            return  # sent on registration anyway
+        task = asyncio.create_task(self._report_status(), name="status")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     def _on_tick(self, now_ms: float) -> None:
         self._tick_count += 1
+        if self._tick_count % STATUS_EVERY_TICKS == 0:
+            self._status_task()
         if self._tick_count % TELEMETRY_EVERY_TICKS == 0:
             self._publish_telemetry(now_ms)
         if self._tick_count % CLOCK_SYNC_EVERY_TICKS == 0:

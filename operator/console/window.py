@@ -332,6 +332,14 @@ class ConsoleWindow(QMainWindow):
     def _on_message(self, message: m.Message, snapshot: Any, now_ms: float) -> None:
         if isinstance(message, m.VehicleList | m.Presence):
             self.fleet_model.apply(message)
+            infos = message.vehicles if isinstance(message, m.VehicleList) else [message.vehicle]
+            for info in infos:
+                if info.online and info.mode is not None:
+                    request = self.fleet_model.on_status(
+                        info.id, info.mode, info.reason, now_ms, battery_v=info.battery_v
+                    )
+                    if request is not None:
+                        self.fleet.notify(request)
         elif isinstance(message, m.ModeChange) and snapshot.vehicle_id is not None:
             request = self.fleet_model.on_status(
                 snapshot.vehicle_id, message.mode, message.reason, now_ms

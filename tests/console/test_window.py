@@ -333,3 +333,23 @@ def test_a_refused_takeover_shows_the_vehicles_reason(rig: Rig) -> None:
     rig.link.messages = [m.Ack(ref="takeover", ok=False, detail=detail)]
     rig.window.refresh()
     assert rig.window.statusBar().currentMessage() == f"vehicle refused takeover: {detail}"
+
+
+def test_a_vehicle_nobody_watches_asks_for_help_through_the_hub(rig: Rig) -> None:
+    """The hub's presence carries each vehicle's mode: a stop rises in the help queue."""
+    w = rig.window
+    rig.link.messages = [
+        m.VehicleList(vehicles=[m.VehicleInfo(id="van-07", mode="AUTONOMY", reason="released")])
+    ]
+    w.refresh()
+    assert w.fleet.help_list.count() == 0
+    rig.link.messages = [
+        m.Presence(
+            vehicle=m.VehicleInfo(
+                id="van-07", mode="MINIMAL_RISK_STOP", reason="blocked", battery_v=11.9
+            )
+        )
+    ]
+    w.refresh()
+    assert w.fleet.help_list.count() == 1
+    assert "van-07" in w.fleet.toast.text()

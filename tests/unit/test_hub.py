@@ -28,6 +28,7 @@ from teledrive.shared.messages import (
     Register,
     Registered,
     SignalMessage,
+    Status,
     VehicleList,
     decode_signal,
     encode_text,
@@ -231,6 +232,36 @@ async def test_duplicate_operator_id_replaces_and_ends_its_session(peer: PeerFac
     assert await old.closed() == CLOSE_REPLACED
     assert (await vehicle.expect(Bye)).session == session
     await open_session(vehicle, new, "v1")
+
+
+async def test_vehicle_status_reaches_operators_in_presence(peer: PeerFactory, hub: Hub) -> None:
+    op = await peer("operator", "op1")
+    vehicle = await peer("vehicle", "v1")
+    await vehicle.send(Status(mode="AUTONOMY", reason="released", battery_v=12.4))
+    info = (await _presence_with_mode(op)).vehicle
+    assert (info.mode, info.reason, info.battery_v) == ("AUTONOMY", "released", 12.4)
+    # The same mode again only updates what a list shows; a new mode is pushed.
+    await vehicle.send(Status(mode="AUTONOMY", reason="released", battery_v=12.3))
+    await vehicle.send(Status(mode="MINIMAL_RISK_STOP", reason="blocked"))
+    assert (await _presence_with_mode(op)).vehicle.mode == "MINIMAL_RISK_STOP"
+    await op.send(ListVehicles())
+    listed = (await op.expect(VehicleList)).vehicles
+    assert [(v.id, v.mode, v.reason) for v in listed] == [("v1", "MINIMAL_RISK_STOP", "blocked")]
+
+
+async def _presence_with_mode(op: Peer) -> Presence:
+    while True:
+        presence = await op.expect(Presence)
+        if presence.vehicle.mode is not None:
+            return presence
+
+
+async def test_status_from_an_operator_is_refused(peer: PeerFactory, hub: Hub) -> None:
+    op = await peer("operator", "op1")
+    await op.send(Status(mode="TELEOP"))
+    error = await op.expect(Error)
+    assert (error.code, error.ref) == ("bad_message", "status")
+    assert hub.stats()["bad_messages"] == 1
 
 
 async def test_silent_client_is_refused_after_register_timeout(peer: PeerFactory, hub: Hub) -> None:
