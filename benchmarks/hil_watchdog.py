@@ -29,7 +29,7 @@ from host import HostLink  # noqa: E402
 from rigs import SimavrRig  # noqa: E402
 
 HOST_DRIVER = HIL_DIR / "host_driver.py"
-LINK_TIMEOUT_MS = 200.0
+LINK_TIMEOUT_MS = 200.0  # the bound: motors off within 200 ms of the host dying
 
 
 def kill_trial(rig: SimavrRig) -> float:

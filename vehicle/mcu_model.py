@@ -143,7 +143,7 @@ class McuModel:
     def __init__(
         self,
         *,
-        link_timeout_ms: int = 200,
+        link_timeout_ms: int = 180,
         drive_timeout_ms: int = 200,
         telemetry_period_ms: float = 20,
         fw_version: tuple[int, int] = (0, 1),

@@ -16,7 +16,7 @@
 
 #define FW_MAJOR 1u
 #define FW_MINOR 0u
-#define LINK_TIMEOUT_MS 200u
+#define LINK_TIMEOUT_MS 180u /* motors off within 200 ms of the host's last frame, with margin */
 #define DRIVE_TIMEOUT_MS 200u
 #define TELEMETRY_PERIOD_MS 20u
 #define FAULT_RATE_LIMIT_MS 100u

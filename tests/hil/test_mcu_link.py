@@ -31,7 +31,9 @@ from teledrive.vehicle.mcu_codec import (
 
 pytestmark = pytest.mark.hil
 
-LINK_TIMEOUT_MS = 200
+LINK_TIMEOUT_MS = 180
+DRIVE_TIMEOUT_MS = 200
+HOST_DEATH_BOUND_MS = 200  # motors off within this of the host dying
 TELEMETRY_PERIOD_MS = 20
 SERVO_CENTRE_US = 1500
 DUTY_TOLERANCE = 4  # Timer2 has 256 steps: per-mille duty is quantised
@@ -75,7 +77,7 @@ def test_version_handshake(rig: Rig, link: HostLink) -> None:
     info = link.wait_info(scaled(2.0))
     assert info.proto_version == 1
     assert info.link_timeout_ms == LINK_TIMEOUT_MS
-    assert info.drive_timeout_ms == LINK_TIMEOUT_MS
+    assert info.drive_timeout_ms == DRIVE_TIMEOUT_MS
     tel = link.wait_telemetry(lambda t: t.last_seq == seq, scaled(1.0))
     assert tel.state == State.DISARMED
     assert tel.motor_duty == 0
@@ -190,7 +192,7 @@ def test_heartbeat_keeps_link_but_drive_watchdog_zeroes_outputs(rig: Rig, link: 
     assert not tel.faults & FaultBit.DRIVE_TIMEOUT
 
 
-def test_link_watchdog_fires_after_200_ms_and_needs_arm(rig: Rig, link: HostLink) -> None:
+def test_link_watchdog_fires_after_the_timeout_and_needs_arm(rig: Rig, link: HostLink) -> None:
     armed(link)
     stream = DriveStream(link, 1500, -250)
     link.wait_telemetry(lambda t: t.motor_duty == 500, scaled(1.0))
@@ -249,7 +251,10 @@ def test_host_killed_while_driving_stops_motor_within_200_ms(rig: Rig) -> None:
     if rig.observes_pins:
         pins = rig.wait_pins(lambda p: p.motor_off, scaled(2.0))
         off_ms = (pins.t_s - kill_s) * 1000
-        assert off_ms <= LINK_TIMEOUT_MS + margin_ms(rig), off_ms
+        # The promise itself: off within 200 ms of the host dying (the 180 ms timeout leaves
+        # the margin). Only the thread-polled Python model gets extra scheduling allowance.
+        allowance_ms = margin_ms(rig) - margin_ms()
+        assert off_ms <= HOST_DEATH_BOUND_MS + allowance_ms, off_ms
         assert pins.servo_us == SERVO_CENTRE_US
     # a new host finds the MCU disarmed by the link watchdog
     with HostLink(rig.port) as link:

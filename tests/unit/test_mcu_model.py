@@ -140,8 +140,10 @@ def test_motor_duty_truncates_toward_zero(speed: int, duty: int) -> None:
 
 def test_link_watchdog_fires_at_timeout() -> None:
     bench = Bench().armed()
+    timeout_ms = bench.model.link_timeout_ms
+    assert timeout_ms == 180  # PROTOCOL.md: off within 200 ms of the host dying, with margin
     bench.send(Drive(1000, 0))
-    bench.advance(199)
+    bench.advance(timeout_ms - 1)
     assert bench.model.state is State.ARMED
     bench.received()
     bench.advance(1)
@@ -149,7 +151,7 @@ def test_link_watchdog_fires_at_timeout() -> None:
     out = bench.model.outputs
     assert (out.motor_duty, out.servo_us, out.speed_cmd_mmps) == (0, 1500, 0)
     assert FaultBit.LINK_TIMEOUT in bench.model.faults
-    assert Fault(int(FaultCode.LINK_TIMEOUT), 200) in bench.faults()
+    assert Fault(int(FaultCode.LINK_TIMEOUT), timeout_ms) in bench.faults()
 
 
 def test_link_watchdog_does_not_fire_while_frames_flow() -> None:
@@ -423,6 +425,6 @@ def test_time_never_runs_backwards() -> None:
     bench.advance(100)
     bench.model.tick(10)
     assert bench.model.now_ms == 100
-    bench.advance(99)
+    bench.advance(bench.model.link_timeout_ms - 101)
     bench.send(Heartbeat())
     assert bench.model.state is State.ARMED

@@ -52,7 +52,7 @@ def test_session_handshake_against_model() -> None:
     assert any(isinstance(f.message, Info) for f in frames)
     assert session.ready
     assert session.info is not None
-    assert session.info.link_timeout_ms == 200
+    assert session.info.link_timeout_ms == 180
     disarm = session.data_to_send()  # the handshake ends with DISARM
     assert [d.message for d in _mcu_frames(disarm)] == [Disarm()]
     model.receive_data(disarm + session.arm() + session.drive(1.2345, -0.2), 3.0)
