@@ -381,14 +381,18 @@ class VehicleService:
                 sup.on_link_heartbeat(now_ms)
                 sup.on_video_freshness(now_ms, age_ms)
             case m.Estop(source=source, reason=reason):
+                sup.on_link_heartbeat(now_ms)
                 sup.on_estop(now_ms, f"{source}: {reason}" if reason else source)
                 self._kick.set()
                 self._send_event(m.Ack(ref="estop"))
             case m.EstopReset():
+                sup.on_link_heartbeat(now_ms)  # an event is proof of a live link too
                 self._answer_request("estop_reset", sup.on_estop_reset(now_ms))
             case m.Takeover():
+                sup.on_link_heartbeat(now_ms)  # an event is proof of a live link too
                 self._answer_request("takeover", sup.on_takeover_request(now_ms))
             case m.Release():
+                sup.on_link_heartbeat(now_ms)  # an event is proof of a live link too
                 self._answer_request("release", sup.on_release_to_autonomy(now_ms))
             case m.SelectPrimary(camera=camera):
                 self._select_primary(camera, now_ms)
