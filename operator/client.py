@@ -23,7 +23,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from teledrive.operator.g2g import GlassToGlass
 from teledrive.operator.patterns import CommandSource, ScriptedPattern
-from teledrive.operator.video_receive import install_fast_jitter_buffer
+from teledrive.operator.video_receive import FastJitterBuffer, install_fast_jitter_buffer
 from teledrive.shared import channels as ch
 from teledrive.shared import messages as m
 from teledrive.shared.clock_sync import ClockSync
@@ -177,6 +177,8 @@ class OperatorClient:
         self.acks: list[m.Ack] = []
         self.video_status: m.VideoStatus | None = None
         """The vehicle's last report of what each camera sends (about once a second)."""
+        self.jitter_buffers: list[FastJitterBuffer] = []
+        """The current session's video jitter buffers (fed the clock-sync round trips)."""
         self._connect_sent_s: float | None = None
         self._seq = 0
         self._drive_start_s: float | None = None
@@ -288,10 +290,11 @@ class OperatorClient:
         self.pc = pc
         pc.on("track", self._on_track)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        self.jitter_buffers = []
         if self.fast_video:
             for transceiver in pc.getTransceivers():
                 if transceiver.kind == "video":
-                    install_fast_jitter_buffer(transceiver.receiver)
+                    self.jitter_buffers.append(install_fast_jitter_buffer(transceiver.receiver))
         self._session_started_s = self._clock()
         self._last_telemetry_s = None
         self.channels = ch.open_channels(pc, self._on_data, self._on_data_error)
@@ -351,6 +354,8 @@ class OperatorClient:
                 rtt = (now_ms - t1) - (t3 - t2)
                 if rtt >= 0:
                     self.stats.rtt_ms.append(rtt)
+                    for buffer in self.jitter_buffers:
+                        buffer.observe_rtt_ms(rtt)
             case m.TimeRequest(id=request_id, t1=t1):
                 if self.channels is not None:
                     self.channels.telemetry.send(

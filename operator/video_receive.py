@@ -19,27 +19,42 @@ timestamp). The first packet is known when
   after a gap only a self-contained keyframe (SPS, PPS and IDR all present) is released;
   for VP8 (RFC 7741) the payload descriptor has S=1 and partition index 0.
 
-Loss. A gap before a complete frame is first given ``max_wait_ticks`` of RTP time for a
-retransmission (aiortc sends NACKs and the sender answers from its history). After that the
-incomplete frame is dropped, and since later inter frames would reference it, the buffer
-releases nothing but a keyframe (H.264 IDR, VP8 key frame) and asks for one (PLI, repeated at
-most every ``keyframe_request_interval_ticks`` while waiting). A complete keyframe found
-anywhere in the buffer ends the wait at once and supersedes everything older. The buffer
-also waits for a keyframe at start.
+Loss. A frame that cannot be released while newer packets exist is *blocked* (a packet is
+missing: aiortc's receiver has just sent a NACK for it, or the frame's start or end was lost).
+A blocked frame waits for the retransmission as long as one takes to come back on this link:
+:class:`RetransmitTimer` learns that from the packets that do come back late (the time from
+the moment their absence showed to their arrival, i.e. NACK -> RTX) and from round-trip
+times the client reports (:meth:`FastJitterBuffer.observe_rtt_ms`), like TCP's
+retransmission timer (RFC 6298): smoothed delay plus a multiple of its deviation, bounded.
+A fixed wait shorter than the round trip (60 ms against ~110 ms over LTE) throws away
+frames whose retransmission is already on its way and turns every loss into a keyframe
+round trip. After the wait the incomplete frame is dropped, and since later inter frames
+would reference it, the buffer releases nothing but a keyframe (H.264 IDR, VP8 key frame)
+and asks for one (PLI). While it waits for that keyframe it asks again only after the
+keyframe could have arrived (a round trip plus the time to send a keyframe, at least
+``min_keyframe_interval_ms``), so a slow link is not stormed with keyframe requests, each
+of which costs it a burst of intra-coded data. A complete keyframe found anywhere in the
+buffer ends the wait at once and supersedes everything older. The buffer also waits for a
+keyframe at start.
+
+Time comes from the injected ``clock_ms`` (read once per packet): the buffer acts only when
+a packet arrives.
 
 Sequence numbers are unwrapped to 64 bits, RTP timestamps compared modulo 2**32, so both
 wrap-arounds are invisible. A sequence jump beyond ``capacity`` (forward, or backward beyond
 it: a restarted sender) resets the buffer.
 
 The buffer is sans-I/O: RTP packets in (already depayloaded by the receiver into ``_data``,
-as aiortc's receiver does), ``(keyframe_wanted, frame)`` out, with the same signature as
-aiortc's ``JitterBuffer.add``. :func:`install_fast_jitter_buffer` puts one into an aiortc
-receiver.
+as aiortc's receiver does) and a clock, ``(keyframe_wanted, frame)`` out, with the same
+signature as aiortc's ``JitterBuffer.add``. :func:`install_fast_jitter_buffer` puts one into
+an aiortc receiver.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -49,14 +64,30 @@ import numpy.typing as npt
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtp import RtpPacket
 
-from teledrive.shared.errors import TeledriveError
+from teledrive.shared.errors import ConfigError, TeledriveError
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CAPACITY_PACKETS = 512
 VIDEO_CLOCK_HZ = 90_000
-DEFAULT_MAX_WAIT_TICKS = VIDEO_CLOCK_HZ * 60 // 1000  # 60 ms for a retransmission
-DEFAULT_KEYFRAME_REQUEST_INTERVAL_TICKS = VIDEO_CLOCK_HZ * 200 // 1000
+DEFAULT_INITIAL_RTT_MS = 100.0
+"""Round trip assumed before anything was measured (the first wait is this plus deviation)."""
+DEFAULT_MIN_WAIT_MS = 30.0
+"""Least wait for a retransmission (scheduling noise on a fast link)."""
+DEFAULT_MAX_WAIT_MS = 350.0
+"""Most wait for a retransmission: beyond it a keyframe round trip is the better bet."""
+DEFAULT_WAIT_MARGIN_MS = 15.0
+"""Added to the estimate: the sender's and the receiver's own scheduling."""
+DEFAULT_DEVIATION_WEIGHT = 3.0
+"""Wait = smoothed retransmission delay + this many mean deviations (+ margin)."""
+DEFAULT_MIN_KEYFRAME_INTERVAL_MS = 200.0
+DEFAULT_KEYFRAME_ALLOWANCE_MS = 150.0
+"""Time to encode and send a keyframe, added to the round trip before asking again."""
+DEFAULT_FREEZE_BUDGET_MS = 280.0
+"""Longest freeze aimed for: the vehicle locks driving after 300 ms without a new picture
+(ARCHITECTURE.md), less a margin for the timing of the operator's freshness reports."""
+_MISSING_MEMORY = 1024
+"""Missing sequence numbers remembered for learning the retransmission delay."""
 
 _SEQ_MODULO = 1 << 16
 _TS_MODULO = 1 << 32
@@ -216,6 +247,78 @@ def _depayloaded(packet: RtpPacket) -> bytes:
 # -- the buffer ------------------------------------------------------------------------------
 
 
+def monotonic_ms() -> float:
+    """``time.monotonic()`` in ms: the buffer's default clock."""
+    return time.monotonic() * 1000.0
+
+
+class RetransmitTimer:
+    """How long a missing packet may take to come back: smoothed delay plus deviation.
+
+    Fed with retransmission delays (missing noticed -> packet arrived) and round-trip times;
+    both estimate the same thing, the time from the receiver's NACK to the RTX packet. The
+    smoothing is TCP's (RFC 6298: gains 1/8 and 1/4); the first sample replaces the initial
+    guess and sets the deviation to half of itself.
+
+    Args:
+        initial_rtt_ms: the estimate before any sample.
+        min_wait_ms: least wait.
+        max_wait_ms: most wait.
+        margin_ms: added to the estimate.
+        deviation_weight: mean deviations added to the smoothed delay.
+
+    Raises:
+        ConfigError: a bound or weight is negative, or ``min_wait_ms > max_wait_ms``.
+    """
+
+    def __init__(
+        self,
+        *,
+        initial_rtt_ms: float = DEFAULT_INITIAL_RTT_MS,
+        min_wait_ms: float = DEFAULT_MIN_WAIT_MS,
+        max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
+        margin_ms: float = DEFAULT_WAIT_MARGIN_MS,
+        deviation_weight: float = DEFAULT_DEVIATION_WEIGHT,
+    ) -> None:
+        values = (initial_rtt_ms, min_wait_ms, max_wait_ms, margin_ms, deviation_weight)
+        if not all(v >= 0.0 for v in values) or min_wait_ms > max_wait_ms:
+            raise ConfigError(
+                "video jitter buffer: retransmit timer needs non-negative values and "
+                f"min_wait_ms <= max_wait_ms, got initial_rtt_ms={initial_rtt_ms}, "
+                f"min_wait_ms={min_wait_ms}, max_wait_ms={max_wait_ms}, "
+                f"margin_ms={margin_ms}, deviation_weight={deviation_weight}"
+            )
+        self._min_ms = min_wait_ms
+        self._max_ms = max_wait_ms
+        self._margin_ms = margin_ms
+        self._weight = deviation_weight
+        self.srtt_ms = initial_rtt_ms
+        """Smoothed retransmission delay (ms)."""
+        self.deviation_ms = initial_rtt_ms / 2.0
+        """Mean deviation of the samples from :attr:`srtt_ms` (ms)."""
+        self.samples = 0
+        """Samples taken."""
+
+    def observe(self, delay_ms: float) -> bool:
+        """Take one delay sample; a negative or non-finite one is refused (returns False)."""
+        if not 0.0 <= delay_ms < math.inf:
+            return False
+        if self.samples == 0:
+            self.srtt_ms = delay_ms
+            self.deviation_ms = delay_ms / 2.0
+        else:
+            self.deviation_ms += (abs(self.srtt_ms - delay_ms) - self.deviation_ms) / 4.0
+            self.srtt_ms += (delay_ms - self.srtt_ms) / 8.0
+        self.samples += 1
+        return True
+
+    @property
+    def wait_ms(self) -> float:
+        """How long a blocked frame waits for its retransmission now."""
+        wait = self.srtt_ms + self._weight * self.deviation_ms + self._margin_ms
+        return min(self._max_ms, max(self._min_ms, wait))
+
+
 @dataclass(slots=True)
 class JitterStats:
     """Counters of what the buffer did; each bad or useless packet is counted, never raised."""
@@ -228,6 +331,16 @@ class JitterStats:
     packets_duplicate: int = 0
     keyframe_requests: int = 0
     resets: int = 0
+    packets_recovered: int = 0
+    """Missing packets that arrived while their frame still waited (retransmission or reorder)."""
+    packets_recovered_late: int = 0
+    """Missing packets that arrived after their frame had been given up (the wait was short)."""
+    waits_expired: int = 0
+    """Blocked frames given up after waiting for a retransmission."""
+    keyframe_requests_early: int = 0
+    """Keyframe requests sent while still waiting (long round trip, see ``freeze_budget_ms``)."""
+    rtt_rejected: int = 0
+    """Round-trip times passed to ``observe_rtt_ms`` that were negative or not finite."""
 
 
 class FastJitterBuffer:
@@ -241,9 +354,18 @@ class FastJitterBuffer:
             known codecs; for others only sequence/timestamp evidence is used and every
             frame counts as a keyframe.
         capacity: most packets held; a sequence jump beyond it resets the buffer.
-        max_wait_ticks: how long (RTP clock ticks, 90 kHz) an incomplete frame may wait for a
-            retransmission once newer packets exist.
-        keyframe_request_interval_ticks: least RTP time between two keyframe requests.
+        clock_ms: monotonic clock in ms, read once per packet.
+        retransmit_timer: how long a blocked frame waits (default: a
+            :class:`RetransmitTimer` with the module's defaults).
+        min_keyframe_interval_ms: least time between two keyframe requests; on a slow link
+            the interval is a round trip plus ``keyframe_allowance_ms`` if that is longer.
+        keyframe_allowance_ms: time for the sender to encode and send a keyframe.
+        freeze_budget_ms: longest picture freeze to aim for. When a lost retransmission
+            followed by a keyframe round trip would exceed it (long round trips), a blocked
+            frame asks for a keyframe while it still waits for the retransmission.
+
+    Raises:
+        ConfigError: ``capacity`` below 2 or a negative interval.
     """
 
     def __init__(
@@ -251,29 +373,50 @@ class FastJitterBuffer:
         *,
         codec_name_for_payload_type: Callable[[int], str | None] = lambda _pt: None,
         capacity: int = DEFAULT_CAPACITY_PACKETS,
-        max_wait_ticks: int = DEFAULT_MAX_WAIT_TICKS,
-        keyframe_request_interval_ticks: int = DEFAULT_KEYFRAME_REQUEST_INTERVAL_TICKS,
+        clock_ms: Callable[[], float] = monotonic_ms,
+        retransmit_timer: RetransmitTimer | None = None,
+        min_keyframe_interval_ms: float = DEFAULT_MIN_KEYFRAME_INTERVAL_MS,
+        keyframe_allowance_ms: float = DEFAULT_KEYFRAME_ALLOWANCE_MS,
+        freeze_budget_ms: float = DEFAULT_FREEZE_BUDGET_MS,
     ) -> None:
         if capacity < 2:
-            raise ValueError(f"FastJitterBuffer: capacity must be >= 2, got {capacity}")
+            raise ConfigError(f"FastJitterBuffer: capacity must be >= 2, got {capacity}")
+        intervals = (min_keyframe_interval_ms, keyframe_allowance_ms, freeze_budget_ms)
+        if not all(v >= 0.0 for v in intervals):
+            raise ConfigError(
+                "FastJitterBuffer: min_keyframe_interval_ms, keyframe_allowance_ms and "
+                f"freeze_budget_ms must be >= 0, got {intervals}"
+            )
         self._codec_name = codec_name_for_payload_type
         self._capacity = capacity
-        self._max_wait_ticks = max_wait_ticks
-        self._pli_interval_ticks = keyframe_request_interval_ticks
+        self._clock_ms = clock_ms
+        self.timer = retransmit_timer or RetransmitTimer()
+        """The retransmission wait estimator (its ``wait_ms`` is the wait now)."""
+        self._min_kf_interval_ms = min_keyframe_interval_ms
+        self._kf_allowance_ms = keyframe_allowance_ms
+        self._freeze_budget_ms = freeze_budget_ms
         self.stats = JitterStats()
+        self._now_ms = 0.0
+        # Missing extended sequence number -> when its absence showed (aiortc NACKs then).
+        self._missing_since: dict[int, float] = {}
         self._reset_state()
 
     def _reset_state(self) -> None:
         self._packets: dict[int, RtpPacket] = {}
         self._highest_ext: int | None = None
-        self._newest_ts: int | None = None
         # Every extended sequence number below _next_ext is consumed (released or dropped).
         self._next_ext: int | None = None
         # Whether _next_ext is known to be the first packet of a frame.
         self._boundary_known = False
         self._awaiting_keyframe = True
         self._keyframe_requested = False
-        self._last_request_ts: int | None = None
+        self._last_request_ms: float | None = None
+        # Since when the oldest frame cannot be released although newer packets exist.
+        self._blocked_since_ms: float | None = None
+        # Whether a keyframe was asked for while the oldest frame (still) waits.
+        self._asked_early = False
+        self._given_up_ts: int | None = None
+        self._missing_since.clear()
 
     @property
     def capacity(self) -> int:
@@ -298,13 +441,25 @@ class FastJitterBuffer:
             complete frame for the decoder or None.
         """
         self._keyframe_requested = False
+        self._now_ms = self._clock_ms()
         ext = self._unwrap(packet.sequence_number)
         restarted = self._is_restart(ext)
         if restarted:
             self._reset(packet.sequence_number)
             ext = self._unwrap(packet.sequence_number)
-        if self._next_ext is not None and ext < self._next_ext:
+        late = self._next_ext is not None and ext < self._next_ext
+        # A packet of the frame given up last (its lost end, retransmitted too late).
+        late = late or packet.timestamp == self._given_up_ts
+        self._learn_from_arrival(ext, late=late)
+        if late:
             self.stats.packets_late += 1
+            if ext == self._next_ext:
+                # It follows what was dropped: consume it, and its marker ends that frame.
+                self._next_ext = ext + 1
+                if self._highest_ext is None or ext > self._highest_ext:
+                    self._highest_ext = ext
+                self._boundary_known = bool(packet.marker)
+                return self._keyframe_requested, self._release()
             return False, None
         if ext in self._packets:
             self.stats.packets_duplicate += 1
@@ -314,6 +469,26 @@ class FastJitterBuffer:
             self._request_keyframe()
         frame = self._release()
         return self._keyframe_requested, frame
+
+    def observe_rtt_ms(self, rtt_ms: float) -> None:
+        """Report a round-trip time to the sender measured elsewhere (e.g. clock sync).
+
+        It tunes the retransmission wait before (and besides) the buffer's own samples.
+        A negative or non-finite value is counted in ``stats.rtt_rejected`` and ignored.
+        """
+        if not self.timer.observe(rtt_ms):
+            self.stats.rtt_rejected += 1
+
+    def _learn_from_arrival(self, ext: int, *, late: bool) -> None:
+        """A packet whose absence was noticed came: a retransmission-delay sample."""
+        since_ms = self._missing_since.pop(ext, None)
+        if since_ms is None:
+            return
+        self.timer.observe(self._now_ms - since_ms)
+        if late:
+            self.stats.packets_recovered_late += 1
+        else:
+            self.stats.packets_recovered += 1
 
     def _unwrap(self, seq: int) -> int:
         if self._highest_ext is None:
@@ -333,20 +508,29 @@ class FastJitterBuffer:
 
     def _reset(self, seq: int) -> None:
         # Keep the request timer so that a burst of resets does not flood the sender.
-        last_request_ts = self._last_request_ts
+        last_request_ms = self._last_request_ms
         dropped = len({p.timestamp for p in self._packets.values()})
         self.stats.frames_dropped += dropped
         self.stats.resets += 1
         logger.info("video jitter buffer: sequence jump to %d, resetting", seq)
         self._reset_state()
-        self._last_request_ts = last_request_ts
+        self._last_request_ms = last_request_ms
 
     def _store(self, ext: int, packet: RtpPacket) -> None:
         self._packets[ext] = packet
         if self._highest_ext is None or ext > self._highest_ext:
+            if self._highest_ext is not None:
+                self._note_missing(self._highest_ext + 1, ext)
             self._highest_ext = ext
-        if self._newest_ts is None or ts_diff(packet.timestamp, self._newest_ts) > 0:
-            self._newest_ts = packet.timestamp
+
+    def _note_missing(self, first: int, end: int) -> None:
+        """Sequence numbers ``first`` to ``end - 1`` are missing as of now (aiortc NACKs them)."""
+        for missing in range(first, end):
+            self._missing_since[missing] = self._now_ms
+        excess = len(self._missing_since) - _MISSING_MEMORY
+        if excess > 0:
+            for forgotten in list(self._missing_since)[:excess]:
+                del self._missing_since[forgotten]
 
     # -- frame structure -------------------------------------------------------------------
 
@@ -403,6 +587,7 @@ class FastJitterBuffer:
         packets = [self._packets.pop(ext) for ext in range(start, end + 1)]
         self._next_ext = end + 1
         self._boundary_known = True
+        self._unblock()
         return packets
 
     def _emit(self, packets: list[RtpPacket]) -> JitterFrame:
@@ -461,38 +646,88 @@ class FastJitterBuffer:
         for e in stale:
             del self._packets[e]
 
+    def _head_blocked(self, oldest: int, timestamp: int) -> bool:
+        """Whether the oldest frame waits on a missing packet rather than on packets in flight.
+
+        True when a packet is missing before or among the ones held (aiortc has NACKed it), or
+        a newer frame has begun while the oldest cannot be released (its end or its start was
+        lost).
+        """
+        highest = self._highest_ext
+        if highest is None:
+            return False
+        if highest - oldest + 1 != len(self._packets):
+            return True
+        if self._next_ext is not None and oldest > self._next_ext:
+            return True
+        return self._packets[highest].timestamp != timestamp
+
     def _give_up_oldest(self) -> bool:
         """Drop the oldest frame if it waited too long or the buffer is full; True if dropped."""
         oldest = min(self._packets)
         timestamp = self._packets[oldest].timestamp
-        if self._newest_ts is None:
-            return False
-        waited_ticks = ts_diff(self._newest_ts, timestamp)
-        full = len(self._packets) > self._capacity
-        if waited_ticks <= self._max_wait_ticks and not full:
-            return False
+        if len(self._packets) <= self._capacity:
+            if not self._head_blocked(oldest, timestamp):
+                self._unblock()
+                return False
+            if self._blocked_since_ms is None:
+                self._blocked_since_ms = self._now_ms
+            blocked_ms = self._now_ms - self._blocked_since_ms
+            if blocked_ms <= self.timer.wait_ms:
+                if self._may_ask_early() and blocked_ms >= self.early_keyframe_after_ms:
+                    self._asked_early = True
+                    if self._request_keyframe():
+                        self.stats.keyframe_requests_early += 1
+                return False
+            self.stats.waits_expired += 1
         last = max(e for e, p in self._packets.items() if p.timestamp == timestamp)
         # The packet after this frame starts the next one only if this frame's end was seen.
         ends_frame = bool(self._packets[last].marker)
         self._drop_below(last + 1)
         self._next_ext = last + 1
         self._boundary_known = ends_frame
+        self._unblock()
+        self._given_up_ts = timestamp
         self._awaiting_keyframe = True
         self._request_keyframe()
         return True
 
-    def _request_keyframe(self) -> None:
-        now_ts = self._newest_ts
-        if now_ts is None:
-            return
-        if (
-            self._last_request_ts is not None
-            and 0 <= ts_diff(now_ts, self._last_request_ts) < self._pli_interval_ticks
-        ):
-            return
-        self._last_request_ts = now_ts
+    @property
+    def keyframe_interval_ms(self) -> float:
+        """Least time between two keyframe requests now: long enough for one to arrive."""
+        return max(self._min_kf_interval_ms, self.timer.wait_ms + self._kf_allowance_ms)
+
+    @property
+    def early_keyframe_after_ms(self) -> float:
+        """How long a blocked frame waits before a keyframe is asked for as well.
+
+        Late enough that the retransmission usually comes first, early enough that, should
+        it be lost, the keyframe still arrives within ``freeze_budget_ms`` (it takes a round
+        trip plus ``keyframe_allowance_ms``). Beyond the wait on short round trips (then only
+        giving up asks); at once on very long ones. Only used once a round trip or a
+        retransmission delay has been measured.
+        """
+        timer = self.timer
+        keyframe_ms = timer.srtt_ms + timer.deviation_ms + self._kf_allowance_ms
+        return max(0.0, self._freeze_budget_ms - keyframe_ms)
+
+    def _may_ask_early(self) -> bool:
+        # Not before a round trip was measured: the initial guess is only a guess.
+        return not self._asked_early and self.timer.samples > 0
+
+    def _unblock(self) -> None:
+        self._blocked_since_ms = None
+        self._asked_early = False
+
+    def _request_keyframe(self) -> bool:
+        """Ask for a keyframe unless one was asked for too recently; True if asked."""
+        last = self._last_request_ms
+        if last is not None and 0.0 <= self._now_ms - last < self.keyframe_interval_ms:
+            return False
+        self._last_request_ms = self._now_ms
         self._keyframe_requested = True
         self.stats.keyframe_requests += 1
+        return True
 
 
 # -- installing it into aiortc -------------------------------------------------------------
@@ -509,7 +744,7 @@ def install_fast_jitter_buffer(receiver: Any, **options: Any) -> FastJitterBuffe
 
     Args:
         receiver: an ``aiortc.RTCRtpReceiver`` of kind video.
-        **options: passed to :class:`FastJitterBuffer` (``max_wait_ticks`` ...).
+        **options: passed to :class:`FastJitterBuffer` (``retransmit_timer`` ...).
 
     Returns:
         The installed buffer (its ``stats`` are the receive-path counters).

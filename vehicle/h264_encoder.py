@@ -49,6 +49,12 @@ class H264Settings:
         start_bitrate_bps: bitrate before the receiver's first estimate.
         min_bitrate_bps: lowest bitrate the encoder is set to.
         max_bitrate_bps: highest bitrate the encoder is set to (the per-camera budget).
+        vbv_buffer_s: x264's rate-control buffer (VBV) in seconds of the bitrate, with the
+            peak rate set to the bitrate; None leaves plain average-bitrate control. Without
+            it a keyframe is 5-8 times an inter frame (~35 KB at 1 Mbit/s, 640x480), which
+            takes 70 ms to cross a 4 Mbit/s uplink and 190 ms a 1.5 Mbit/s one, holding up
+            the frames behind it; 0.25 s caps keyframes at about a quarter of a second's
+            bits (~8 KB at 1 Mbit/s) for about 1 dB less keyframe quality.
     """
 
     preset: str = "superfast"
@@ -58,6 +64,7 @@ class H264Settings:
     start_bitrate_bps: int = 1_000_000
     min_bitrate_bps: int = 300_000
     max_bitrate_bps: int = 3_000_000
+    vbv_buffer_s: float | None = 0.25
 
     def validate(self, where: str) -> None:
         """Raise ConfigError naming ``where`` if a field is out of range."""
@@ -69,6 +76,10 @@ class H264Settings:
             raise ConfigError(f"{where}: keyframe_interval_s and fps must be > 0")
         if not 0 < self.min_bitrate_bps <= self.max_bitrate_bps:
             raise ConfigError(f"{where}: need 0 < min_bitrate_bps <= max_bitrate_bps")
+        if self.vbv_buffer_s is not None and not 0.0 < self.vbv_buffer_s <= 10.0:
+            raise ConfigError(
+                f"{where}: vbv_buffer_s must be in (0, 10] or None, got {self.vbv_buffer_s}"
+            )
 
 
 class H264StreamEncoder:
@@ -117,11 +128,12 @@ class H264StreamEncoder:
         codec.thread_count = s.threads
         codec.profile = "Baseline"
         # repeat-headers: SPS/PPS with every keyframe, so any keyframe decodes on its own.
-        codec.options = {
-            "preset": s.preset,
-            "tune": "zerolatency",
-            "x264-params": "repeat-headers=1:scenecut=0",
-        }
+        params = "repeat-headers=1:scenecut=0"
+        if s.vbv_buffer_s is not None:
+            rate_kbps = max(1, self._bitrate_bps // 1000)
+            buffer_kbit = max(1, round(rate_kbps * s.vbv_buffer_s))
+            params += f":vbv-maxrate={rate_kbps}:vbv-bufsize={buffer_kbit}"
+        codec.options = {"preset": s.preset, "tune": "zerolatency", "x264-params": params}
         codec.open()
         self.reopened += 1
         return codec

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import av
 import numpy as np
 import pytest
@@ -72,6 +74,8 @@ def test_output_decodes_to_the_same_counter(source: SyntheticSource) -> None:
         (H264Settings(threads=0), "threads"),
         (H264Settings(fps=0), "fps"),
         (H264Settings(min_bitrate_bps=5, max_bitrate_bps=4), "bitrate"),
+        (H264Settings(vbv_buffer_s=0.0), "vbv_buffer_s"),
+        (H264Settings(vbv_buffer_s=float("nan")), "vbv_buffer_s"),
     ],
 )
 def test_bad_settings_are_rejected(settings: H264Settings, match: str) -> None:
@@ -83,3 +87,26 @@ def test_odd_picture_size_is_rejected() -> None:
     encoder = H264StreamEncoder(H264Settings())
     with pytest.raises(ConfigError, match="even"):
         encoder.encode(np.zeros((241, 320, 3), dtype=np.uint8), 0)
+
+
+def keyframe_sizes(settings: H264Settings, frames: int = 45) -> list[int]:
+    """Sizes of the keyframes after the first (the periodic ones) at 640x480."""
+    source = SyntheticSource(640, 480, 30, name="vbv")
+    encoder = H264StreamEncoder(settings)
+    sizes = []
+    for i in range(frames):
+        access_unit = encoder.encode(source.render(i), i * 3000)
+        if i and 5 in nal_types(access_unit):
+            sizes.append(len(access_unit))
+    return sizes
+
+
+def test_rate_buffer_bounds_keyframe_size() -> None:
+    # A keyframe crossing a rate-limited uplink holds up every frame behind it.
+    settings = H264Settings(keyframe_interval_s=0.5, start_bitrate_bps=1_000_000)
+    unbounded = keyframe_sizes(dataclasses.replace(settings, vbv_buffer_s=None))
+    bounded = keyframe_sizes(dataclasses.replace(settings, vbv_buffer_s=0.25))
+    assert len(bounded) == len(unbounded) == 2
+    buffer_bytes = 1_000_000 * 0.25 / 8
+    assert max(bounded) <= buffer_bytes
+    assert max(bounded) < max(unbounded) / 2

@@ -9,6 +9,8 @@ is for video receivers only.
 from __future__ import annotations
 
 import fractions
+import itertools
+import math
 import random
 from dataclasses import dataclass
 
@@ -24,15 +26,20 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
 from teledrive.operator.video_receive import (
-    DEFAULT_MAX_WAIT_TICKS,
+    DEFAULT_FREEZE_BUDGET_MS,
+    DEFAULT_KEYFRAME_ALLOWANCE_MS,
+    DEFAULT_MAX_WAIT_MS,
+    DEFAULT_MIN_KEYFRAME_INTERVAL_MS,
     AiortcInternalsError,
     FastJitterBuffer,
+    RetransmitTimer,
     h264_starts_frame,
     install_fast_jitter_buffer,
     ts_diff,
     vp8_is_keyframe,
     vp8_starts_frame,
 )
+from teledrive.shared.errors import ConfigError
 from teledrive.vehicle.camera import draw_frame_counter, read_frame_counter
 
 H264_PT = 102
@@ -42,6 +49,21 @@ CODECS = {
     VP8_PT: RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=VP8_PT),
 }
 FRAME_TICKS = 3000  # 30 fps at 90 kHz
+FRAME_MS = 1000.0 / 30.0
+
+
+def fixed_wait(wait_ms: float) -> RetransmitTimer:
+    """A retransmission timer that always waits ``wait_ms`` (it learns, but is clamped).
+
+    Its round-trip estimate starts at 0, so no keyframe is asked for early unless it learns
+    a long round trip.
+    """
+    return RetransmitTimer(initial_rtt_ms=0.0, min_wait_ms=wait_ms, max_wait_ms=wait_ms)
+
+
+def frozen_clock() -> float:
+    """A clock that never moves: waits never expire, only a full buffer gives up."""
+    return 0.0
 
 
 def codec_name(pt: int) -> str | None:
@@ -137,17 +159,41 @@ def packetize(
 
 
 class Harness:
-    """Feeds packets by index and records what comes out after each one."""
+    """Feeds packets by index and records what comes out after each one.
 
-    def __init__(self, wire: Wire, **options: int) -> None:
+    The clock: by default a packet arrives at its frame's capture time (30 fps, no network
+    delay), so time moves with the stream (and never backwards: a reordered packet arrives
+    "now"); with ``stream_clock=False`` it stays where the test sets ``now_ms``.
+    """
+
+    def __init__(
+        self,
+        wire: Wire,
+        *,
+        wait_ms: float | None = 60.0,
+        timer: RetransmitTimer | None = None,
+        stream_clock: bool = True,
+        **options: float,
+    ) -> None:
         self.wire = wire
-        self.buffer = FastJitterBuffer(codec_name_for_payload_type=codec_name, **options)
+        self.now_ms = 0.0
+        self.stream_clock = stream_clock
+        if timer is None and wait_ms is not None:
+            timer = fixed_wait(wait_ms)
+        self.buffer = FastJitterBuffer(
+            codec_name_for_payload_type=codec_name,
+            clock_ms=lambda: self.now_ms,
+            retransmit_timer=timer,
+            **options,
+        )
         self.released: list[tuple[int, JitterFrame]] = []  # (packet index fed, frame)
         self.plis: list[int] = []
 
     def feed(self, *indices: int) -> list[JitterFrame]:
         out = []
         for i in indices:
+            if self.stream_clock:
+                self.now_ms = max(self.now_ms, self.wire.frame_of[i] * FRAME_MS)
             pli, frame = self.buffer.add(receive(self.wire.packets[i]))
             if pli:
                 self.plis.append(i)
@@ -274,15 +320,16 @@ def test_lost_packet_keyframe_request_waits_for_retransmission_time(
     h264_frames: list[EncodedFrame],
 ) -> None:
     wire = packetize(h264_frames, H264_PT)
-    h = Harness(wire, max_wait_ticks=2 * FRAME_TICKS)
-    lost = wire.last_packet_of(1)  # marker of frame 1
-    h.feed(*[i for i in range(wire.last_packet_of(2) + 1) if i != lost])
-    assert h.plis == []  # newest frame is only one interval newer: still waiting
-    h.feed(*range(wire.last_packet_of(2) + 1, wire.last_packet_of(3) + 1))
-    assert h.plis == []  # two intervals: not more than max_wait
-    h.feed(wire.last_packet_of(3) + 1)
+    h = Harness(wire, wait_ms=2 * FRAME_MS)
+    lost = wire.last_packet_of(1)  # marker of frame 1: the loss shows with frame 2
+    h.feed(*[i for i in range(wire.last_packet_of(3) + 1) if i != lost])
+    assert h.plis == []  # one interval since the loss showed: still waiting
+    h.feed(*range(wire.last_packet_of(3) + 1, wire.last_packet_of(4) + 1))
+    assert h.plis == []  # two intervals: not more than the wait
+    h.feed(wire.last_packet_of(4) + 1)
     assert len(h.plis) == 1
     assert h.released_frames() == [0]
+    assert h.buffer.stats.waits_expired == 1
 
 
 def test_retransmission_within_wait_recovers_without_keyframe(
@@ -322,7 +369,7 @@ def test_keyframe_ahead_of_a_gap_is_released_without_waiting(
     h264_frames: list[EncodedFrame],
 ) -> None:
     wire = packetize(h264_frames, H264_PT)
-    h = Harness(wire, max_wait_ticks=100 * FRAME_TICKS)
+    h = Harness(wire, wait_ms=100 * FRAME_MS)
     lost = wire.last_packet_of(4)
     h.feed(*[i for i in range(wire.last_packet_of(6) + 1) if i != lost])
     assert h.released_frames() == [0, 1, 2, 3, 6]
@@ -364,6 +411,216 @@ def test_late_packets_of_a_released_frame_are_dropped(h264_frames: list[EncodedF
     assert h.buffer.stats.packets_late == 3
 
 
+# -- waiting for a retransmission: as long as one takes on this link ----------------------
+
+ONE_WAY_MS = 40.0
+
+
+@pytest.fixture(scope="module")
+def long_h264() -> list[EncodedFrame]:
+    # frame 0 and frame 10 are IDRs, the rest inter frames
+    return encode_frames(H264Encoder(), 16, keyframes={10})
+
+
+def arrivals(wire: Wire, *, lost: int, rtx_delay_ms: float) -> list[tuple[float, int]]:
+    """(arrival ms, packet index): each frame one way after its capture, packet ``lost``
+    retransmitted ``rtx_delay_ms`` after its absence showed (the next packet's arrival)."""
+    times = [wire.frame_of[i] * FRAME_MS + ONE_WAY_MS for i in range(len(wire.packets))]
+    schedule = [(t, i) for i, t in enumerate(times) if i != lost]
+    schedule.append((times[lost + 1] + rtx_delay_ms, lost))
+    return sorted(schedule)
+
+
+def play(h: Harness, schedule: list[tuple[float, int]]) -> None:
+    for t_ms, index in schedule:
+        h.now_ms = t_ms
+        h.feed(index)
+
+
+def test_retransmission_one_lte_round_trip_late_still_recovers(
+    long_h264: list[EncodedFrame],
+) -> None:
+    wire = packetize(long_h264, H264_PT)
+    schedule = arrivals(wire, lost=wire.last_packet_of(1), rtx_delay_ms=115.0)
+    h = Harness(wire, wait_ms=None, stream_clock=False)
+    h.buffer.observe_rtt_ms(110.0)  # e.g. from clock sync
+    play(h, schedule)
+    # Nothing dropped; the backlog drains one frame per arriving packet (aiortc's add()
+    # returns at most one frame), so the last frame or two are still to come.
+    released = h.released_frames()
+    assert released == list(range(len(released)))
+    assert len(released) >= len(long_h264) - 2
+    assert h.buffer.stats.frames_dropped == 0
+    assert h.buffer.stats.waits_expired == 0
+    # At most a keyframe asked for as insurance in case the retransmission was lost too.
+    assert len(h.plis) == h.buffer.stats.keyframe_requests_early <= 1
+    assert h.buffer.stats.packets_recovered == 1
+    h.check_data()
+    # The same link with a fixed 60 ms wait: the retransmission is thrown away.
+    fixed = Harness(wire, wait_ms=60.0, stream_clock=False)
+    play(fixed, schedule)
+    assert fixed.released_frames()[:2] == [0, 10]  # 1..9 lost, until the next keyframe
+    assert len(fixed.plis) == 1
+    assert fixed.buffer.stats.packets_recovered_late == 1
+    # The late marker packet ended the dropped frame: the inter frames after it were dropped
+    # in order, with no second wait.
+    assert fixed.buffer.stats.waits_expired == 1
+
+
+def test_wait_learns_the_retransmission_delay_from_late_packets(
+    long_h264: list[EncodedFrame],
+) -> None:
+    wire = packetize(long_h264, H264_PT)
+    first, second = wire.last_packet_of(2), wire.last_packet_of(12)
+    schedule = arrivals(wire, lost=first, rtx_delay_ms=120.0)
+    late_second = next(t for t, i in arrivals(wire, lost=second, rtx_delay_ms=120.0) if i == second)
+    schedule = sorted([(t, i) for t, i in schedule if i != second] + [(late_second, second)])
+    timer = RetransmitTimer(initial_rtt_ms=10.0, min_wait_ms=10.0)
+    h = Harness(wire, timer=timer, stream_clock=False)
+    play(h, schedule)
+    # The first loss outlived a 10 ms guess: dropped, a keyframe asked for (frame 10 came).
+    assert h.buffer.stats.packets_recovered_late == 1
+    assert len(h.plis) == 1
+    assert timer.samples == 2
+    assert timer.wait_ms > 120.0
+    # The second, as slow, was waited for: nothing more dropped or asked for.
+    released = h.released_frames()
+    assert released[:3] == [0, 1, 10]
+    assert released[2:] == list(range(10, 10 + len(released) - 2))
+    assert len(released) >= 5
+    assert h.buffer.stats.waits_expired == 1
+    assert h.buffer.stats.packets_recovered == 1
+    h.check_data()
+
+
+def test_a_burst_of_newer_frames_does_not_cut_the_wait_short(
+    h264_frames: list[EncodedFrame],
+) -> None:
+    # Frames queued behind a keyframe arrive together: RTP time jumps, the clock does not.
+    wire = packetize(h264_frames, H264_PT)
+    h = Harness(wire, wait_ms=100.0, stream_clock=False)
+    lost = wire.last_packet_of(1) - 1
+    h.feed(*range(lost))
+    h.feed(*range(lost + 1, wire.last_packet_of(4) + 1))  # frames 1..4 at the same instant
+    h.now_ms = 50.0
+    h.feed(lost)
+    h.feed(*range(wire.last_packet_of(4) + 1, len(wire.packets)))
+    released = h.released_frames()
+    assert released == list(range(len(released)))
+    assert len(released) >= 6
+    assert h.buffer.stats.frames_dropped == 0
+    assert h.plis == []
+
+
+def test_a_frame_still_arriving_is_never_given_up(h264_frames: list[EncodedFrame]) -> None:
+    # A large keyframe crossing a slow link: no newer packet yet, nothing is missing.
+    wire = packetize(h264_frames[:1], H264_PT)
+    h = Harness(wire, wait_ms=30.0, stream_clock=False)
+    half = len(wire.packets) // 2
+    h.feed(*range(half))
+    h.now_ms = 500.0
+    h.feed(*range(half, len(wire.packets)))
+    assert h.released_frames() == [0]
+    assert h.buffer.stats.waits_expired == 0
+
+
+@pytest.mark.parametrize(("rtt_ms", "early"), [(40.0, False), (110.0, True), (250.0, True)])
+def test_long_round_trip_asks_for_a_keyframe_while_still_waiting(
+    long_h264: list[EncodedFrame], rtt_ms: float, early: bool
+) -> None:
+    # The retransmission never comes. On a short round trip the wait ends before a keyframe
+    # round trip would overrun the freeze budget; on longer ones the keyframe is asked for
+    # while still waiting (at once when even that cannot hold the budget).
+    wire = packetize(long_h264, H264_PT)
+    lost = wire.last_packet_of(1) - 1  # not the marker: the give-up knows where frame 1 ends
+    schedule = [(t, i) for t, i in arrivals(wire, lost=lost, rtx_delay_ms=0.0) if i != lost]
+    h = Harness(wire, wait_ms=None, stream_clock=False)
+    for _ in range(20):
+        h.buffer.observe_rtt_ms(rtt_ms)
+    shows_ms = schedule[lost][0]  # the packet after the lost one
+    play(h, schedule)
+    assert len(h.plis) == 1  # the give-up does not ask again so soon
+    asked_ms = next(t for t, i in schedule if i == h.plis[0]) - shows_ms
+    buffer = h.buffer
+    assert buffer.stats.keyframe_requests_early == int(early)
+    if early:
+        assert buffer.early_keyframe_after_ms <= asked_ms < buffer.early_keyframe_after_ms + 34
+        keyframe_ms = buffer.early_keyframe_after_ms + rtt_ms + DEFAULT_KEYFRAME_ALLOWANCE_MS
+        assert keyframe_ms <= max(DEFAULT_FREEZE_BUDGET_MS, rtt_ms + 200.0)
+        assert asked_ms < buffer.timer.wait_ms
+    else:
+        assert buffer.timer.wait_ms < asked_ms < buffer.timer.wait_ms + 34
+    assert buffer.stats.waits_expired == 1
+    assert h.released_frames()[:2] == [0, 10]
+
+
+def inter_frames_only(h264_frames: list[EncodedFrame], count: int) -> Wire:
+    return packetize([h264_frames[1]] * count, H264_PT)
+
+
+@pytest.mark.parametrize("rtt_ms", [10.0, 250.0])
+def test_keyframe_requests_wait_for_the_keyframe_to_arrive(
+    h264_frames: list[EncodedFrame], rtt_ms: float
+) -> None:
+    wire = inter_frames_only(h264_frames, 45)  # 1.5 s of a stream joined without a keyframe
+    h = Harness(wire, wait_ms=None)
+    for _ in range(20):
+        h.buffer.observe_rtt_ms(rtt_ms)
+    interval_ms = h.buffer.keyframe_interval_ms
+    assert interval_ms >= max(DEFAULT_MIN_KEYFRAME_INTERVAL_MS, rtt_ms + 150.0)
+    h.feed(*range(len(wire.packets)))
+    times_ms = [wire.frame_of[i] * FRAME_MS for i in h.plis]
+    gaps_ms = [b - a for a, b in itertools.pairwise(times_ms)]
+    # Asked again as soon as the interval allows (frames come every FRAME_MS), never sooner.
+    assert gaps_ms
+    assert all(interval_ms <= gap < interval_ms + FRAME_MS + 1e-6 for gap in gaps_ms)
+    assert h.buffer.stats.keyframe_requests == len(times_ms)
+
+
+def test_observe_rtt_refuses_nonsense() -> None:
+    buffer = FastJitterBuffer(clock_ms=frozen_clock)
+    before = buffer.timer.wait_ms
+    for bad in (-1.0, math.nan, math.inf):
+        buffer.observe_rtt_ms(bad)
+    assert buffer.stats.rtt_rejected == 3
+    assert buffer.timer.wait_ms == before
+    assert buffer.timer.samples == 0
+
+
+def test_retransmit_timer_smooths_and_bounds() -> None:
+    timer = RetransmitTimer(initial_rtt_ms=100.0, min_wait_ms=30.0, max_wait_ms=350.0)
+    assert timer.wait_ms == 100.0 + 3 * 50.0 + 15.0  # before any sample: cautious
+    timer.observe(40.0)
+    assert (timer.srtt_ms, timer.deviation_ms) == (40.0, 20.0)  # first sample replaces
+    for _ in range(100):
+        timer.observe(40.0)
+    assert timer.srtt_ms == pytest.approx(40.0)
+    assert timer.wait_ms == pytest.approx(40.0 + 15.0, abs=0.5)
+    timer.observe(140.0)  # one slow sample moves it by an eighth, widens the deviation
+    assert timer.srtt_ms == pytest.approx(52.5, abs=0.1)
+    assert timer.wait_ms > 100.0
+    for _ in range(100):
+        timer.observe(1.0)
+    assert timer.wait_ms == 30.0
+    for _ in range(100):
+        timer.observe(5000.0)
+    assert timer.wait_ms == 350.0
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"min_wait_ms": 200.0, "max_wait_ms": 100.0},
+        {"margin_ms": -1.0},
+        {"deviation_weight": -1.0},
+        {"initial_rtt_ms": math.nan},
+    ],
+)
+def test_retransmit_timer_rejects_bad_settings(options: dict[str, float]) -> None:
+    with pytest.raises(ConfigError, match="retransmit timer"):
+        RetransmitTimer(**options)
+
+
 # -- wrap-around ---------------------------------------------------------------------------
 
 
@@ -390,9 +647,9 @@ def test_timestamp_wrap_around(h264_frames: list[EncodedFrame]) -> None:
 
 def test_timestamp_wrap_around_with_loss_still_times_out(h264_frames: list[EncodedFrame]) -> None:
     wire = packetize(h264_frames, H264_PT, first_ts=(1 << 32) - FRAME_TICKS)
-    h = Harness(wire, max_wait_ticks=2 * FRAME_TICKS)
-    lost = wire.last_packet_of(1)
-    h.feed(*[i for i in range(wire.last_packet_of(4) + 1) if i != lost])
+    h = Harness(wire, wait_ms=2 * FRAME_MS)
+    lost = wire.last_packet_of(1)  # shows with frame 2; frame 5 comes after the wait
+    h.feed(*[i for i in range(wire.last_packet_of(5) + 1) if i != lost])
     assert len(h.plis) == 1
     assert h.released_frames() == [0]
 
@@ -416,20 +673,22 @@ def plain(seq: int, ts: int, marker: bool = False, data: bytes | None = None) ->
 
 
 def test_capacity_is_reported_and_validated() -> None:
-    assert FastJitterBuffer(capacity=4).capacity == 4
-    with pytest.raises(ValueError, match="capacity"):
+    assert FastJitterBuffer(capacity=4, clock_ms=frozen_clock).capacity == 4
+    with pytest.raises(ConfigError, match="capacity"):
         FastJitterBuffer(capacity=1)
+    with pytest.raises(ConfigError, match="min_keyframe_interval_ms"):
+        FastJitterBuffer(min_keyframe_interval_ms=-1.0)
 
 
 def test_add_ordered_without_frame_end_holds_everything() -> None:
-    buffer = FastJitterBuffer(capacity=4)
+    buffer = FastJitterBuffer(capacity=4, clock_ms=frozen_clock)
     for seq in range(4):
         assert buffer.add(plain(seq, 1234)) == (False, None)
     assert len(buffer) == 4
 
 
 def test_add_unordered_holds_until_complete() -> None:
-    buffer = FastJitterBuffer()
+    buffer = FastJitterBuffer(clock_ms=frozen_clock)
     assert buffer.add(plain(1, 1234)) == (False, None)
     assert buffer.add(plain(3, 1234)) == (False, None)
     assert buffer.add(plain(2, 1234)) == (False, None)
@@ -438,7 +697,7 @@ def test_add_unordered_holds_until_complete() -> None:
 
 def test_video_frame_released_on_timestamp_change_without_marker() -> None:
     # a sender that never sets the marker bit: frames end where the timestamp changes
-    buffer = FastJitterBuffer()
+    buffer = FastJitterBuffer(clock_ms=frozen_clock)
     assert buffer.add(plain(0, 1000, data=b"0000"))[1] is None
     assert buffer.add(plain(1, 1234, data=b"0001"))[1] is None
     assert buffer.add(plain(2, 1234, data=b"0002"))[1] is None
@@ -448,7 +707,7 @@ def test_video_frame_released_on_timestamp_change_without_marker() -> None:
 
 
 def test_video_frame_released_on_marker() -> None:
-    buffer = FastJitterBuffer()
+    buffer = FastJitterBuffer(clock_ms=frozen_clock)
     buffer.add(plain(9, 1000, marker=True))  # end of a previous frame: boundary known
     buffer.add(plain(10, 1234, data=b"a"))
     _, frame = buffer.add(plain(11, 1234, marker=True, data=b"b"))
@@ -457,7 +716,7 @@ def test_video_frame_released_on_marker() -> None:
 
 
 def test_seq_too_low_is_dropped() -> None:
-    buffer = FastJitterBuffer(capacity=4)
+    buffer = FastJitterBuffer(capacity=4, clock_ms=frozen_clock)
     buffer.add(plain(1, 1000, marker=True))
     buffer.add(plain(2, 1234, marker=True))  # released
     assert buffer.stats.frames_released == 1
@@ -466,7 +725,7 @@ def test_seq_too_low_is_dropped() -> None:
 
 
 def test_seq_too_low_resets_for_a_restarted_sender() -> None:
-    buffer = FastJitterBuffer(capacity=4)
+    buffer = FastJitterBuffer(capacity=4, clock_ms=frozen_clock)
     buffer.add(plain(2000, 1000, marker=True))
     buffer.add(plain(2001, 1234))
     buffer.add(plain(1, 50, marker=True))
@@ -479,7 +738,7 @@ def test_seq_too_low_resets_for_a_restarted_sender() -> None:
 
 @pytest.mark.parametrize("jump", [4, 5, 3000])
 def test_seq_too_high_resets_and_requests_keyframe(jump: int) -> None:
-    buffer = FastJitterBuffer(capacity=4)
+    buffer = FastJitterBuffer(capacity=4, clock_ms=frozen_clock)
     for seq in range(3):
         buffer.add(plain(seq, 1234))
     pli, _ = buffer.add(plain(3 + jump, 99_000, marker=True))
@@ -492,7 +751,7 @@ def test_seq_too_high_resets_and_requests_keyframe(jump: int) -> None:
 
 
 def test_full_buffer_gives_up_the_oldest_frame() -> None:
-    buffer = FastJitterBuffer(capacity=4, max_wait_ticks=10**9)
+    buffer = FastJitterBuffer(capacity=4, clock_ms=frozen_clock)
     buffer.add(plain(0, 1000))
     buffer.add(plain(2, 1000))  # seq 1 lost, frame never completes
     buffer.add(plain(3, 1000))
@@ -600,5 +859,10 @@ def test_install_fails_loudly_when_aiortc_internals_change() -> None:
         install_fast_jitter_buffer(NotAReceiver())
 
 
-def test_default_wait_is_short_enough_for_teleop() -> None:
-    assert DEFAULT_MAX_WAIT_TICKS <= 90_000 * 100 // 1000
+def test_default_wait_is_bounded_for_teleop() -> None:
+    # Beyond the vehicle's 300 ms freeze bound a keyframe round trip is the better bet; the
+    # bound leaves room for one frame interval on top.
+    assert DEFAULT_MAX_WAIT_MS <= 350.0
+    timer = RetransmitTimer()
+    timer.observe(10_000.0)
+    assert timer.wait_ms == DEFAULT_MAX_WAIT_MS
