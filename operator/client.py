@@ -184,6 +184,7 @@ class OperatorClient:
         self._drive_start_s: float | None = None
         self._control_seq: int | None = None
         self._last_frame_s: float | None = None
+        self._last_frame_by_camera: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._track_tasks: set[asyncio.Task[None]] = set()
 
@@ -225,6 +226,7 @@ class OperatorClient:
     async def _close_pc(self) -> None:
         pc, self.pc, self.channels = self.pc, None, None
         self.connected.clear()
+        self._last_frame_by_camera = {}  # a new session's video starts unseen
         if pc is not None:
             await pc.close()
 
@@ -323,6 +325,7 @@ class OperatorClient:
                     stats.first_frame_s = now_s
                 stats.last_frame_s = now_s
                 self._last_frame_s = now_s
+                self._last_frame_by_camera[name] = now_s
                 if frame.pts is not None:
                     now_ms = now_s * 1000.0
                     offset_ms = self.clock_sync.offset_at(now_ms)
@@ -458,14 +461,38 @@ class OperatorClient:
             channels = self.channels
             if channels is None or not channels.telemetry.open:
                 continue
-            if self._last_frame_s is not None:
-                age_ms = max(0.0, (self._clock() - self._last_frame_s) * 1000.0)
+            age_ms = self.primary_video_age_ms()
+            if age_ms is not None:
                 channels.telemetry.send(m.VideoFreshness(t_ms=self.now_ms(), age_ms=age_ms))
             if count % CLOCK_SYNC_EVERY == 0:
                 request_id, t1 = self.clock_sync.make_request(self.now_ms())
                 channels.telemetry.send(m.TimeRequest(id=request_id, t1=t1))
             if count % TAKEOVER_EVERY == 0 and self.want_control and not self.in_control:
                 channels.events.send(m.Takeover())
+
+    @property
+    def primary_camera(self) -> str | None:
+        """The camera the operator drives from: the vehicle's primary, else the first seen."""
+        if self.video_status is not None:
+            return self.video_status.primary
+        return next(iter(self._last_frame_by_camera), None)
+
+    def primary_video_age_ms(self) -> float | None:
+        """How long ago the primary camera showed a new frame (None before its first).
+
+        Only the primary counts: a thumbnail camera that keeps streaming must not hide a
+        frozen picture the operator is driving from.
+        """
+        primary = self.primary_camera
+        last_s = self._last_frame_by_camera.get(primary) if primary is not None else None
+        if last_s is None:
+            if primary is not None and self._last_frame_by_camera:
+                # The primary has shown nothing yet although others have: frozen since the
+                # first frame of any camera.
+                last_s = min(self._last_frame_by_camera.values())
+            else:
+                return None
+        return max(0.0, (self._clock() - last_s) * 1000.0)
 
     def _session_dead(self) -> bool:
         """A session whose vehicle went silent (aiortc takes ~30 s to notice by itself)."""

@@ -122,7 +122,7 @@ async def _vehicle(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, service.stop)
     print(f"vehicle {config.vehicle.id} dialing {config.vehicle.hub_url}", flush=True)
     await service.run()
-    return 0
+    return 1 if service.failed else 0
 
 
 async def _operator(args: argparse.Namespace) -> int:

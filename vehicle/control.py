@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import Protocol
 
 from teledrive.vehicle.autonomy.base import AutonomyOutput
-from teledrive.vehicle.mcu_codec import FaultBit, State, Telemetry
+from teledrive.vehicle.mcu_codec import Fault, FaultBit, State, Telemetry
 from teledrive.vehicle.supervisor import Mode, Supervisor, TickOutput
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class Controller:
         motor: the motor link.
         autonomy: the fallback autonomy, or None when the vehicle has none (then a link loss
             goes straight to a minimal-risk stop).
+        faults: returns (and forgets) the MCU's FAULT reports since the last call.
     """
 
     def __init__(
@@ -92,10 +94,14 @@ class Controller:
         motor: MotorPort,
         *,
         autonomy: AutonomySource | None = None,
+        faults: Callable[[], list[Fault]] | None = None,
     ) -> None:
         self.supervisor = supervisor
         self.motor = motor
         self.autonomy = autonomy
+        self._faults = faults
+        self._mcu_latched = False
+        """The MCU latched an e-stop that the supervisor has not been reset from since."""
         self.commands_applied = 0
         """Operator commands whose DRIVE frame the MCU acknowledged (telemetry ``last_seq``)."""
         self.last_output: TickOutput | None = None
@@ -109,6 +115,8 @@ class Controller:
         if self.autonomy is not None:
             self.supervisor.on_autonomy_status(now_ms, self.autonomy.step(now_ms))
         out = self.supervisor.tick(now_ms)
+        if any(t.from_mode is Mode.ESTOP for t in out.transitions):
+            self._mcu_latched = False  # reset by the operator: ARM may clear the MCU's latch
         for transition in out.transitions:
             # The monotonic time in the line lets tools on this host time it exactly.
             log.warning(
@@ -124,15 +132,29 @@ class Controller:
         return out
 
     def _feed_mcu(self, now_ms: float) -> None:
+        self._feed_telemetry(now_ms)
+        # Faults after telemetry: a fallback they cause starts from the speed measured now.
+        for fault in self._faults() if self._faults is not None else ():
+            self.supervisor.on_mcu_fault(now_ms, fault.code, fault.detail)
+
+    def _feed_telemetry(self, now_ms: float) -> None:
         telemetry = self.motor.last_telemetry
         if telemetry is None or telemetry is self._last_telemetry:
             return
-        self._last_telemetry = telemetry
+        previous, self._last_telemetry = self._last_telemetry, telemetry
         self.supervisor.on_mcu_telemetry(
             now_ms,
             estop_active=bool(telemetry.faults & FaultBit.ESTOP_PIN),
             wheel_speed_mps=telemetry.wheel_speed_mmps / 1000.0,
         )
+        entered = telemetry.state == State.ESTOP and (
+            previous is None or previous.state != State.ESTOP
+        )
+        if entered:
+            # The MCU latched an e-stop (its pin, however short the press, or our ESTOP):
+            # the supervisor latches too, and the MCU is not re-armed until it is reset.
+            self._mcu_latched = True
+            self.supervisor.on_estop(now_ms, "motor controller latched an e-stop")
 
     def _command_mcu(self, out: TickOutput) -> None:
         state = mcu_state_name(self.motor)
@@ -147,6 +169,9 @@ class Controller:
             if state == "ARMED":
                 self.motor.disarm()
             self.motor.heartbeat()
+            return
+        if state == "ESTOP" and self._mcu_latched:
+            self.motor.heartbeat()  # never clear the MCU's own latch without a reset
             return
         if state != "ARMED":
             self.motor.arm()

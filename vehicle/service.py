@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +33,7 @@ from teledrive.vehicle.camera import Camera, FrameSource, OpenCVSource, Syntheti
 from teledrive.vehicle.command_audit import CommandAudit
 from teledrive.vehicle.command_gate import CommandArrival, GateVerdict
 from teledrive.vehicle.control import AutonomySource, Controller, mcu_state_name
+from teledrive.vehicle.mcu_codec import Fault
 from teledrive.vehicle.motor_link import MotorLink
 from teledrive.vehicle.sim_world import SimWorld, motor_motion, sim_world_from_config
 from teledrive.vehicle.supervisor import (
@@ -167,7 +169,10 @@ class VehicleService:
         self._on_command = on_command
         self._on_step = on_step
         self.supervisor = Supervisor(supervisor_config(config), start_ms=self.now_ms())
-        self.motor = motor_link or MotorLink(config.motor.url)
+        # FAULT reports arrive on the motor link's reader thread; a deque hands them over
+        # (append and popleft are atomic) to the control step on the event loop.
+        self._mcu_faults: deque[Fault] = deque(maxlen=256)
+        self.motor = motor_link or MotorLink(config.motor.url, on_fault=self._mcu_faults.append)
         self.sim_world: SimWorld | None = None
         """The simulated world, when the vehicle drives in one."""
         if autonomy is None:
@@ -177,7 +182,9 @@ class VehicleService:
                 autonomy = self.sim_world
         elif isinstance(autonomy, SimWorld):
             self.sim_world = autonomy
-        self.controller = Controller(self.supervisor, self.motor, autonomy=autonomy)
+        self.controller = Controller(
+            self.supervisor, self.motor, autonomy=autonomy, faults=self._take_mcu_faults
+        )
         self.clock_sync = ClockSync()
         self.audit = CommandAudit(bound_ms=self.supervisor.config.fallback_age_ms)
         self.cameras = (
@@ -199,6 +206,8 @@ class VehicleService:
         )
         self.session: Session | None = None
         self.errors = 0
+        self.failed = False
+        """Set when :meth:`run` ended because one of its tasks died."""
         self._tick_count = 0
         self._kick = asyncio.Event()
         self._closing: set[asyncio.Task[None]] = set()
@@ -230,9 +239,20 @@ class VehicleService:
             ),
             asyncio.create_task(self._redial_loop(), name="redial"),
         ]
+        stopping = asyncio.create_task(self._stopping.wait(), name="stopping")
         try:
-            await self._stopping.wait()
+            done, _pending = await asyncio.wait(
+                [stopping, *tasks], return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done:
+                if task is not stopping and not task.cancelled() and task.exception():
+                    # A dead control loop must not leave a vehicle that still answers
+                    # takeovers: stop the whole service (a supervisor such as systemd
+                    # restarts it); the motor is disarmed first, below.
+                    log.critical("task %s died: %r; stopping", task.get_name(), task.exception())
+                    self.failed = True
         finally:
+            stopping.cancel()
             # The motor first: whatever else hangs below, the vehicle is already disarmed.
             self._safe_stop_motor()
             await _cancel_all([*tasks, *self._background])
@@ -241,6 +261,12 @@ class VehicleService:
             await self.signaling.close()
             for camera in self.cameras:
                 camera.stop()
+
+    def _take_mcu_faults(self) -> list[Fault]:
+        faults = []
+        while self._mcu_faults:
+            faults.append(self._mcu_faults.popleft())
+        return faults
 
     def stop(self) -> None:
         """Asks :meth:`run` to finish."""
@@ -320,7 +346,18 @@ class VehicleService:
             track.bind_sender(transceiver.sender)
             session.tracks.append(track)
         session.video = VideoAdapter(session.tracks)
-        session.channels = ch.open_channels(pc, self._on_data, self._on_data_error)
+
+        # Bound to this session: a message still queued on a replaced session's channels
+        # (a takeover, a release...) must not act on the vehicle.
+        def on_data(message: m.DataMessage) -> None:
+            if self.session is session:
+                self._on_data(message)
+
+        def on_error(spec: ch.ChannelSpec, text: str) -> None:
+            if self.session is session:
+                self._on_data_error(spec, text)
+
+        session.channels = ch.open_channels(pc, on_data, on_error)
         await pc.setLocalDescription(await pc.createOffer())
         await self.signaling.send(m.Offer(session=session_id, sdp=pc.localDescription.sdp))
         log.info("session %s with operator %s: offer sent", session_id, operator_id)

@@ -66,8 +66,10 @@ from teledrive.vehicle.command_gate import CommandArrival, CommandGate, GateVerd
 
 logger = logging.getLogger(__name__)
 
+MCU_FAULT_LINK_TIMEOUT = 6
 MCU_FAULT_ESTOP_PIN = 7
 MCU_FAULT_ESTOP_CMD = 8
+MCU_FAULT_WDT_RESET = 9
 
 
 class Mode(enum.StrEnum):
@@ -227,6 +229,8 @@ class Supervisor:
         self._video: tuple[float, float] | None = None  # (reported age, reported at)
         self._autonomy: tuple[AutonomyOutput, float] | None = None  # (output, received at)
         self._mcu_estop = False
+        self._estop_reset_ms: float | None = None
+        self._wheel_known = False
         self._healthy_since_ms: float | None = None
         self._recovering_since_ms: float | None = None
         self._out_speed_mps = 0.0
@@ -267,7 +271,7 @@ class Supervisor:
 
     def on_command(self, arrival: CommandArrival) -> GateVerdict:
         """A drive command arrived: honour its e-stop flag, gate it, keep it if accepted."""
-        if arrival.estop:
+        if arrival.estop and not self._stamped_before_reset(arrival):
             at_ms = (
                 arrival.received_ms if math.isfinite(arrival.received_ms) else self._last_tick_ms
             )
@@ -278,10 +282,29 @@ class Supervisor:
             self._touch_link(arrival.received_ms)
         return verdict
 
+    def _stamped_before_reset(self, arrival: CommandArrival) -> bool:
+        """Whether a command was sent before the last e-stop reset.
+
+        It may arrive after the reset (the drive channel is unordered, the reset comes on the
+        ordered one); its e-stop flag is then old news.
+        """
+        if self._estop_reset_ms is None:
+            return False
+        stamp_ms = arrival.sent_ms + arrival.offset_ms
+        return math.isfinite(stamp_ms) and stamp_ms < self._estop_reset_ms
+
     def on_operator_session(self, now_ms: float) -> None:
-        """A new operator session (peer connection) began: its sequence may start anywhere."""
-        if self._valid("on_operator_session", now_ms=now_ms):
-            self.gate.reset_sequence()
+        """A new operator session (peer connection) began: its sequence may start anywhere.
+
+        Control never carries over to a new session: an operator in control falls back, and
+        the new session drives only after a takeover of its own.
+        """
+        if not self._valid("on_operator_session", now_ms=now_ms):
+            return
+        self.gate.reset_sequence()
+        self._cmd = None
+        if self._mode in OPERATOR_MODES:
+            self._fall_back(now_ms, "new operator session")
 
     def on_link_heartbeat(self, now_ms: float) -> None:
         """Something arrived from the operator over the link (e.g. a clock-sync reply)."""
@@ -315,6 +338,7 @@ class Supervisor:
         if not self._valid("on_mcu_telemetry", now_ms=now_ms, wheel_speed_mps=wheel_speed_mps):
             return
         self.wheel_speed_mps = wheel_speed_mps
+        self._wheel_known = True
         self._mcu_estop = estop_active
         if estop_active:
             self._latch_estop(now_ms, "MCU reports e-stop")
@@ -324,6 +348,10 @@ class Supervisor:
         if not self._valid("on_mcu_fault", now_ms=now_ms):
             return
         self.mcu_faults[code] += 1
+        if code in (MCU_FAULT_LINK_TIMEOUT, MCU_FAULT_WDT_RESET) and self._mode in OPERATOR_MODES:
+            # The MCU cut the motor by itself: the host stalled or the firmware reset. Whatever
+            # the operator's commands say, they were not reaching the wheels.
+            self._fall_back(now_ms, f"MCU watchdog fault {code}: motor was cut")
         if code in (MCU_FAULT_ESTOP_PIN, MCU_FAULT_ESTOP_CMD):
             self._mcu_estop = self._mcu_estop or code == MCU_FAULT_ESTOP_PIN
             self._latch_estop(now_ms, f"MCU fault {code} (e-stop), detail {detail}")
@@ -373,6 +401,7 @@ class Supervisor:
         if self._mcu_estop:
             return self._refuse("e-stop reset", "MCU still reports e-stop")
         self._enter(Mode.STANDBY, now_ms, "e-stop reset")
+        self._estop_reset_ms = now_ms
         return RequestResult(True, "e-stop reset")
 
     # ---- the tick --------------------------------------------------------------------------
@@ -558,7 +587,18 @@ class Supervisor:
         self._mode, self._reason = mode, reason
         self._recovering_since_ms = None
         if mode is Mode.MINIMAL_RISK_STOP:
-            self._risk_stop.begin(now_ms, self._out_speed_mps, self._out_steer_rad)
+            self._risk_stop.begin(now_ms, self._stop_start_speed(), self._out_steer_rad)
+
+    def _stop_start_speed(self) -> float:
+        """Where a minimal-risk stop ramps down from: never faster than the vehicle moves.
+
+        After a host stall the MCU's watchdog may have cut the motor already; ramping down
+        from the last *commanded* speed would speed the vehicle up again before stopping it.
+        """
+        commanded = self._out_speed_mps
+        if not self._wheel_known:
+            return commanded
+        return math.copysign(min(abs(commanded), abs(self.wheel_speed_mps)), commanded)
 
     def _latch_estop(self, now_ms: float, reason: str) -> None:
         if self._mode is not Mode.ESTOP:

@@ -515,7 +515,7 @@ def test_bad_inputs_are_rejected_counted_and_survived() -> None:
     assert out.speed_mps == pytest.approx(1.0)
 
 
-def test_new_operator_session_restarts_the_sequence() -> None:
+def test_new_operator_session_restarts_the_sequence_and_needs_its_own_takeover() -> None:
     d = Drive()
     d.teleop()
     d.seq = 0  # a restarted console
@@ -523,7 +523,53 @@ def test_new_operator_session_restarts_the_sequence() -> None:
     assert d.sup.gate.dropped[DropReason.OUT_OF_ORDER] == 1
     d.sup.on_operator_session(d.now_ms)
     out = d.step()
+    # Control does not carry over to the new session: its commands pass the gate again...
+    assert d.sup.gate.last_seq == d.seq
+    # ...but drive nothing until that session's own takeover.
+    assert out.mode not in OPERATOR_MODES
+    assert out.command_seq is None
+    assert any("new operator session" in t.reason for t in out.transitions)
+    out = d.teleop()
+    assert out.mode is Mode.TELEOP
     assert out.command_seq == d.seq
+
+
+def test_estop_flag_sent_before_a_reset_does_not_latch_again() -> None:
+    d = Drive()
+    d.teleop()
+    d.sup.on_command(d.command(estop=True))
+    assert d.step().mode is Mode.ESTOP
+    late = d.command(estop=True, age_ms=40.0)  # sent before the reset, arrives after it
+    assert d.sup.on_estop_reset(d.now_ms).granted
+    d.sup.on_command(late)
+    assert d.step().mode is Mode.STANDBY
+    d.sup.on_command(d.command(estop=True))  # pressed again after the reset: latches
+    assert d.step().mode is Mode.ESTOP
+
+
+def test_mcu_watchdog_fault_takes_control_from_the_operator() -> None:
+    d = Drive()
+    d.teleop()
+    d.sup.on_mcu_fault(d.now_ms, 6, 181)  # LINK_TIMEOUT: the host stalled, motor cut
+    out = d.step()
+    assert out.mode not in OPERATOR_MODES
+    assert "MCU watchdog" in out.reason
+
+
+def test_minimal_risk_stop_ramps_from_the_measured_speed_not_the_commanded_one() -> None:
+    d = Drive()
+    d.autonomy = None  # no autonomy: a loss means a minimal-risk stop
+    d.speed_mps = 2.0
+    d.teleop()
+    d.run(2000.0)
+    # The host stalls; the MCU cut the motor and the wheels slowed to 0.2 m/s meanwhile.
+    d.sup.on_mcu_telemetry(d.now_ms, estop_active=False, wheel_speed_mps=0.2)
+    d.commands = False
+    d.link_up = False
+    outs = [d.step() for _ in range(30)]
+    stopping = [o for o in outs if o.mode is Mode.MINIMAL_RISK_STOP]
+    assert stopping
+    assert max(o.speed_mps for o in stopping) <= 0.2 + 1e-9
 
 
 @pytest.mark.parametrize(
