@@ -7,9 +7,10 @@ passed in (``now_ms``, any monotonic millisecond clock); the model never reads a
 The first ``now_ms`` it sees is its power-on instant unless ``boot_ms`` is given.
 
 Behaviour implemented from PROTOCOL.md: the DISARMED / ARMED / ESTOP state machine, sequence
-rules, link watchdog (ARMED → DISARMED), drive watchdog (outputs to zero), e-stop latch,
-clamping, INFO in answer to HELLO, FAULT events (codes 1-5 rate-limited to one per 100 ms),
-telemetry every ``telemetry_period_ms``, and a wheel whose speed follows the motor duty with a
+rules, link watchdog (ARMED → DISARMED), drive watchdog (outputs to zero), e-stop latch
+(edge-latched, like the firmware's INT1 flag), clamping, a duty below one PWM step is off,
+INFO in answer to HELLO, FAULT events (codes 1-5 rate-limited to one per 100 ms), telemetry
+every ``telemetry_period_ms``, and a wheel whose speed follows the motor duty with a
 first-order lag.
 """
 
@@ -50,6 +51,10 @@ from teledrive.vehicle.mcu_codec import (
 
 SERVO_CENTRE_US: Final = 1500
 FULL_DUTY_PERMILLE: Final = 1000
+MOTOR_PWM_STEPS: Final = 256
+"""Resolution of the motor PWM (the firmware's 8-bit Timer2): one step is 3.9 per mille."""
+MIN_DUTY_PERMILLE: Final = -(-FULL_DUTY_PERMILLE // MOTOR_PWM_STEPS)
+"""The smallest duty the PWM produces (one step, rounded up: 4); a smaller duty is off."""
 SEQ_ERROR_REASON: Final = "seq"
 """Key of sequence rejections in :attr:`McuModel.rx_errors` (next to the ErrorReason values)."""
 
@@ -111,8 +116,14 @@ class LastDrive:
 
 
 def motor_duty_for(speed_mmps: int) -> int:
-    """Open-loop duty in per-mille for a speed setpoint, truncated toward zero as in C."""
+    """Open-loop duty in per-mille for a speed setpoint, as the firmware computes it.
+
+    Truncated toward zero as in C, and 0 below :data:`MIN_DUTY_PERMILLE` (one PWM step):
+    ``|speed_mmps| <= 11`` drives nothing. Monotonic in the setpoint.
+    """
     magnitude = abs(speed_mmps) * FULL_DUTY_PERMILLE // SPEED_LIMIT_MMPS
+    if magnitude < MIN_DUTY_PERMILLE:
+        return 0
     return magnitude if speed_mmps >= 0 else -magnitude
 
 

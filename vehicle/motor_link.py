@@ -55,6 +55,13 @@ SIM_URL: Final = "sim://"
 BAUDRATE: Final = 115_200
 _I16_MIN: Final = -0x8000
 _I16_MAX: Final = 0x7FFF
+DEFAULT_SPEED_DEADBAND_MMPS: Final = 15
+"""DRIVE speeds with ``|speed| <`` this many mm/s are sent as 0.
+
+Defence in depth: the MCU drives nothing below 12 mm/s (a duty under one PWM step, see
+PROTOCOL.md "Outputs"), and firmware before that rule turned 3..11 mm/s into full throttle. A
+ramp's first step, a drifting trigger or rounding noise must not reach the motor at all.
+"""
 
 
 class HandshakeState(enum.Enum):
@@ -84,6 +91,11 @@ class McuSession:
         handshake_retry_ms: resend HELLO this often until INFO arrives.
         mcu_silence_ms: READY but nothing from the MCU for this long → handshake again.
         first_seq: sequence number of the first frame.
+        speed_deadband_mmps: DRIVE speeds with a smaller magnitude (after rounding to mm/s)
+            are sent as 0; 0 turns the deadband off.
+
+    Raises:
+        ValueError: ``speed_deadband_mmps`` is negative or beyond the i16 range.
     """
 
     def __init__(
@@ -92,7 +104,13 @@ class McuSession:
         handshake_retry_ms: float = 250.0,
         mcu_silence_ms: float = 500.0,
         first_seq: int = 0,
+        speed_deadband_mmps: int = DEFAULT_SPEED_DEADBAND_MMPS,
     ) -> None:
+        if not 0 <= speed_deadband_mmps <= _I16_MAX:
+            raise ValueError(
+                f"McuSession: speed_deadband_mmps must be 0..{_I16_MAX}, got {speed_deadband_mmps}"
+            )
+        self.speed_deadband_mmps = speed_deadband_mmps
         self.handshake_retry_ms = handshake_retry_ms
         self.mcu_silence_ms = mcu_silence_ms
         self._seq = first_seq % SEQ_MODULUS
@@ -117,6 +135,8 @@ class McuSession:
         self.mcu_resets = 0
         self.mcu_silences = 0
         self.mcu_seq_gaps = 0
+        self.drives_deadbanded = 0
+        """DRIVE frames whose non-zero speed the deadband sent as 0."""
 
     # ------------------------------------------------------------------ handshake
 
@@ -247,13 +267,18 @@ class McuSession:
     def drive(self, speed_mps: float, steer_rad: float) -> bytes:
         """A DRIVE frame; values are rounded to mm/s and mrad and limited to the i16 range.
 
-        The MCU clamps further to its own limits (and flags it).
+        A speed of less than ``speed_deadband_mmps`` (after rounding) is sent as 0 and counted
+        in :attr:`drives_deadbanded`; steering is sent as it is. The MCU clamps further to its
+        own limits (and flags it).
 
         Raises:
             ProtocolError: a value is NaN or infinite.
         """
         speed_mmps = _to_i16_milli(speed_mps, "speed_mps")
         steer_mrad = _to_i16_milli(steer_rad, "steer_rad")
+        if speed_mmps != 0 and abs(speed_mmps) < self.speed_deadband_mmps:
+            speed_mmps = 0
+            self.drives_deadbanded += 1
         return self._frame(Drive(speed_mmps=speed_mmps, steer_mrad=steer_mrad))
 
     def stats(self) -> dict[str, Any]:
@@ -269,6 +294,7 @@ class McuSession:
             "mcu_resets": self.mcu_resets,
             "mcu_silences": self.mcu_silences,
             "mcu_seq_gaps": self.mcu_seq_gaps,
+            "drives_deadbanded": self.drives_deadbanded,
             "last_error": self.last_error,
         }
 
@@ -301,6 +327,8 @@ class MotorLink:
         write_timeout_s: longest a command blocks on a full output buffer.
         handshake_retry_ms: HELLO retry interval.
         mcu_silence_ms: nothing from the MCU for this long → handshake again.
+        speed_deadband_mmps: DRIVE speeds below this magnitude are sent as 0 (see
+            :class:`McuSession`).
         clock: monotonic clock in seconds.
     """
 
@@ -317,6 +345,7 @@ class MotorLink:
         write_timeout_s: float = 0.05,
         handshake_retry_ms: float = 250.0,
         mcu_silence_ms: float = 500.0,
+        speed_deadband_mmps: int = DEFAULT_SPEED_DEADBAND_MMPS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if reconnect_backoff_s <= 0 or reconnect_backoff_max_s < reconnect_backoff_s:
@@ -334,7 +363,9 @@ class MotorLink:
         self._write_timeout_s = write_timeout_s
         self._clock = clock
         self._session = McuSession(
-            handshake_retry_ms=handshake_retry_ms, mcu_silence_ms=mcu_silence_ms
+            handshake_retry_ms=handshake_retry_ms,
+            mcu_silence_ms=mcu_silence_ms,
+            speed_deadband_mmps=speed_deadband_mmps,
         )
         self._lock = threading.Lock()
         self._stop_evt = threading.Event()
@@ -435,6 +466,8 @@ class MotorLink:
 
     def drive(self, speed_mps: float, steer_rad: float) -> bool:
         """Send a setpoint: speed in m/s (signed), steering in rad (+ = left).
+
+        A speed below the deadband (``speed_deadband_mmps``) is sent as 0.
 
         Raises:
             ProtocolError: a value is NaN or infinite (nothing is sent).

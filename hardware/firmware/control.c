@@ -197,7 +197,19 @@ int16_t ctl_motor_duty_permille(const ctl_t *c)
     if (c->state != STATE_ARMED || !c->drive_active) {
         return 0;
     }
-    return (int16_t)((int32_t)c->speed_cmd_mmps * 1000 / SPEED_LIMIT_MMPS);
+    int32_t duty = (int32_t)c->speed_cmd_mmps * 1000 / SPEED_LIMIT_MMPS;
+    int32_t mag = duty < 0 ? -duty : duty;
+    if (mag < (int32_t)MOTOR_DUTY_MIN_PERMILLE) {
+        return 0; /* below one PWM step: off, never a wrapped compare value */
+    }
+    return (int16_t)duty;
+}
+
+uint16_t ctl_motor_pwm_steps(int16_t duty_permille)
+{
+    uint32_t mag = (uint32_t)(duty_permille < 0 ? -(int32_t)duty_permille : duty_permille);
+    uint32_t steps = mag * MOTOR_PWM_STEPS / 1000u;
+    return (uint16_t)(steps > MOTOR_PWM_STEPS ? MOTOR_PWM_STEPS : steps);
 }
 
 uint16_t ctl_servo_us(const ctl_t *c)

@@ -25,6 +25,10 @@
 #define LOW_BATTERY_MV 10500u
 #define SERVO_CENTRE_US 1500
 #define SERVO_SPAN_US 500 /* +-500 us for +-STEER_LIMIT_MRAD */
+#define MOTOR_PWM_STEPS 256u /* Timer2, 8-bit fast PWM: one step is 3.9 per mille */
+/* The smallest duty the PWM can produce (one step, rounded up to per-mille); a smaller
+ * duty is off, both in the outputs and in telemetry (|speed| <= 11 mm/s). */
+#define MOTOR_DUTY_MIN_PERMILLE ((1000u + MOTOR_PWM_STEPS - 1u) / MOTOR_PWM_STEPS)
 
 enum { STATE_DISARMED = 0, STATE_ARMED = 1, STATE_ESTOP = 2 };
 
@@ -96,14 +100,19 @@ void ctl_on_packet(ctl_t *c, const packet_t *p, uint32_t now_ms);
 /* A frame dropped by the decoder (status != CODEC_OK). */
 void ctl_on_decode_error(ctl_t *c, codec_status_t status, uint16_t detail, uint32_t now_ms);
 
-/* Input levels; call often (every ms). estop_active: the pin is low. */
+/* Input levels; call often (every ms). estop_active: the pin is low now, or went low
+ * (the INT1 edge) since the last call: a pulse shorter than a main-loop pass latches too. */
 void ctl_tick(ctl_t *c, uint32_t now_ms, uint8_t estop_active, uint16_t battery_mv);
 
 uint16_t ctl_faults(const ctl_t *c);
 
-/* Outputs in force. */
+/* Outputs in force. The duty is 0 below MOTOR_DUTY_MIN_PERMILLE (one PWM step). */
 int16_t ctl_motor_duty_permille(const ctl_t *c);
 uint16_t ctl_servo_us(const ctl_t *c);
+
+/* PWM steps (0..MOTOR_PWM_STEPS) for a duty: high for steps/256 of a period, 0 = off.
+ * Monotonic in |duty|; never wraps. The compare register takes steps - 1. */
+uint16_t ctl_motor_pwm_steps(int16_t duty_permille);
 
 /* Pops the next pending FAULT event; returns 0 when there is none. */
 uint8_t ctl_pop_fault(ctl_t *c, ctl_fault_t *out);

@@ -5,7 +5,8 @@
  * Interrupts only move bytes and count edges; all decisions are taken by
  * control.c in the main loop, which wakes at least every millisecond
  * (Timer0 tick), feeds the AVR watchdog and sleeps (idle) when done.
- * The e-stop input also cuts the motor directly from its interrupt.
+ * The e-stop input also cuts the motor directly from its interrupt and leaves
+ * a flag, so that the main loop latches ESTOP even when the pin is high again.
  */
 #include <avr/interrupt.h>
 #include <avr/io.h>
@@ -173,11 +174,14 @@ static void apply_outputs(const ctl_t *c)
 {
     int16_t duty = ctl_motor_duty_permille(c);
     uint16_t servo = ctl_servo_us(c);
-    uint16_t mag = (uint16_t)(duty < 0 ? -duty : duty);
+    /* 0 (off) or 1..256 steps; the compare value steps - 1 is then 0..255 and cannot wrap. */
+    uint16_t steps = ctl_motor_pwm_steps(duty);
 
     cli();
     OCR1A = servo * SERVO_TICKS_PER_US - 1u;
-    if (mag == 0 || estop_active()) {
+    /* A pending e-stop edge (the ISR fired during this pass, after ctl_tick) keeps the
+     * motor off until the next pass latches ESTOP: the ISR's cut must not be undone. */
+    if (steps == 0 || estop_active() || estop_irq) {
         motor_hw_off();
         OCR2A = 0;
     } else {
@@ -188,7 +192,7 @@ static void apply_outputs(const ctl_t *c)
             PORTD &= (uint8_t)~_BV(PD7);
             PORTB |= _BV(PB0);
         }
-        OCR2A = (uint8_t)((uint32_t)mag * 256u / 1000u - 1u);
+        OCR2A = (uint8_t)(steps - 1u);
         TCCR2A |= _BV(COM2A1);
     }
     sei();
@@ -273,8 +277,13 @@ int main(void)
             battery_mv = (uint16_t)((uint32_t)ADC * ADC_REF_MV * BATTERY_DIVIDER / 1023u);
             ADCSRA |= _BV(ADSC);
         }
+        /* An edge the ISR saw counts even if the pin is high again by now: read and clear
+         * the flag with interrupts off, so an edge between the two is not lost. */
+        cli();
+        uint8_t estop_edge = estop_irq;
         estop_irq = 0;
-        ctl_tick(&ctl, t, estop_active(), battery_mv);
+        sei();
+        ctl_tick(&ctl, t, (uint8_t)(estop_active() || estop_edge), battery_mv);
         apply_outputs(&ctl);
 
         if (ctl.info_pending) {

@@ -459,6 +459,69 @@ static void test_control(void)
     CHECK(has_fault(&c, FAULT_WDT_RESET), "WDT_RESET fault with first telemetry");
 }
 
+/* Tiny setpoints: off below one PWM step, never a wrapped (full) compare value. */
+static void test_motor_pwm(void)
+{
+    CHECK(MOTOR_DUTY_MIN_PERMILLE == 4u, "min duty %u", (unsigned)MOTOR_DUTY_MIN_PERMILLE);
+    uint16_t prev = 0;
+    for (int32_t d = 0; d <= 1000; d++) {
+        uint16_t up = ctl_motor_pwm_steps((int16_t)d);
+        uint16_t down = ctl_motor_pwm_steps((int16_t)-d);
+        CHECK(up == down, "steps symmetric at %d", (int)d);
+        CHECK(up >= prev && up <= MOTOR_PWM_STEPS, "steps monotonic at %d: %u", (int)d, up);
+        CHECK((up == 0) == (d < (int32_t)MOTOR_DUTY_MIN_PERMILLE), "off iff < a step: %d",
+              (int)d);
+        prev = up;
+    }
+    CHECK(ctl_motor_pwm_steps(4) == 1 && ctl_motor_pwm_steps(1000) == MOTOR_PWM_STEPS,
+          "first and last step");
+    CHECK(ctl_motor_pwm_steps(INT16_MIN) == MOTOR_PWM_STEPS, "out of range is capped");
+
+    ctl_t c;
+    ctl_init(&c, RESET_POWER_ON, 0);
+    packet_t p = pkt_of(MSG_ARM, 1, 0, 0);
+    ctl_on_packet(&c, &p, 0);
+    uint16_t seq = 2;
+    int16_t prev_duty = -1000;
+    for (int32_t v = -SPEED_LIMIT_MMPS; v <= SPEED_LIMIT_MMPS; v++) {
+        p = pkt_of(MSG_DRIVE, seq++, (int16_t)v, 0);
+        ctl_on_packet(&c, &p, 0);
+        int16_t duty = ctl_motor_duty_permille(&c);
+        CHECK(duty >= prev_duty, "duty monotonic at %d mm/s: %d", (int)v, duty);
+        CHECK((duty == 0) == (v >= -11 && v <= 11), "off iff |v| <= 11: %d -> %d", (int)v, duty);
+        CHECK((duty == 0) == (ctl_motor_pwm_steps(duty) == 0), "telemetry duty matches PWM");
+        prev_duty = duty;
+    }
+    p = pkt_of(MSG_DRIVE, seq++, 12, 0);
+    ctl_on_packet(&c, &p, 0);
+    CHECK(ctl_motor_duty_permille(&c) == 4, "12 mm/s is one step");
+}
+
+/* An e-stop edge seen by the ISR latches even when the pin is high again at the tick. */
+static void test_estop_edge(void)
+{
+    ctl_t c;
+    ctl_init(&c, RESET_POWER_ON, 0);
+    packet_t p = pkt_of(MSG_ARM, 1, 0, 0);
+    ctl_on_packet(&c, &p, 0);
+    p = pkt_of(MSG_DRIVE, 2, 1500, 0);
+    ctl_on_packet(&c, &p, 0);
+    ctl_tick(&c, 1, 1, 12000); /* main.c: pin high again, but estop_irq was set */
+    CHECK(c.state == STATE_ESTOP && ctl_motor_duty_permille(&c) == 0, "edge latches");
+    CHECK(has_fault(&c, FAULT_ESTOP_PIN), "ESTOP_PIN fault for the edge");
+    ctl_tick(&c, 2, 0, 12000);
+    p = pkt_of(MSG_DRIVE, 3, 1500, 0);
+    ctl_on_packet(&c, &p, 2);
+    CHECK(c.state == STATE_ESTOP && ctl_faults(&c) == FAULT_BIT_ESTOP_LATCHED,
+          "latched, pin released: faults 0x%x", ctl_faults(&c));
+    CHECK(ctl_motor_duty_permille(&c) == 0, "DRIVE ignored while latched");
+    p = pkt_of(MSG_ARM, 4, 0, 0);
+    ctl_on_packet(&c, &p, 3);
+    p = pkt_of(MSG_DRIVE, 5, 1500, 0);
+    ctl_on_packet(&c, &p, 3);
+    CHECK(c.state == STATE_ARMED && ctl_motor_duty_permille(&c) == 500, "ARM re-arms");
+}
+
 int main(int argc, char **argv)
 {
     const char *path = argc > 1 ? argv[1] : "../vectors.txt";
@@ -466,6 +529,8 @@ int main(int argc, char **argv)
     test_cobs_roundtrip();
     test_framer_resync();
     test_control();
+    test_motor_pwm();
+    test_estop_edge();
     int vectors = run_vectors(path);
     CHECK(vectors > 0, "no vectors read from %s", path);
     printf("test_codec: %d checks, %d vectors, %d failures\n", checks, vectors, failures);

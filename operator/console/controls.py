@@ -50,6 +50,8 @@ DEFAULT_INPUT_STALE_MS: Final = 250.0
 DEFAULT_RESET_CONFIRM_MS: Final = 5000.0
 DEFAULT_KEY_ACCEL_MPS2: Final = 1.0
 DEFAULT_KEY_STEER_RATE_RAD_S: Final = 0.7
+DEFAULT_STICK_DEADZONE: Final = 0.08
+DEFAULT_TRIGGER_DEADZONE: Final = 0.05
 MAX_RAMP_STEP_MS: Final = 100.0
 
 
@@ -278,7 +280,11 @@ class GamepadMapping:
         estop_buttons: e-stop.
         takeover_button: take over from autonomy, or None.
         release_button: release to autonomy, or None.
-        deadzone: stick travel ignored around the centre.
+        deadzone: stick travel ignored around the centre (0..1); beyond it the output is
+            rescaled to start from 0, so there is no step at its edge.
+        trigger_deadzone: trigger travel (0..1, after the -1..1 conversion) ignored at rest,
+            rescaled the same way. A resting trigger that reads slightly off zero (drift,
+            wear) would otherwise ask for a small speed without end.
         triggers_rest_at_minus_one: triggers report -1..1 (raw joystick API), not 0..1.
     """
 
@@ -292,12 +298,15 @@ class GamepadMapping:
     estop_buttons: tuple[int, ...] = (1,)
     takeover_button: int | None = 3
     release_button: int | None = 2
-    deadzone: float = 0.08
+    deadzone: float = DEFAULT_STICK_DEADZONE
+    trigger_deadzone: float = DEFAULT_TRIGGER_DEADZONE
     triggers_rest_at_minus_one: bool = False
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.deadzone < 1.0:
-            raise ConfigError(f"gamepad mapping: deadzone must be in [0, 1), got {self.deadzone}")
+        for name in ("deadzone", "trigger_deadzone"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"gamepad mapping: {name} must be in [0, 1), got {value}")
         if not 0.0 < self.deadman_axis_threshold <= 1.0:
             raise ConfigError(
                 "gamepad mapping: deadman_axis_threshold must be in (0, 1], "
@@ -370,6 +379,17 @@ JOYSTICK_MAPPING: Final = GamepadMapping(
 """Raw SDL joystick layout of an Xbox-style pad on Linux (xpad), for pads SDL cannot map."""
 
 
+def apply_deadzone(value: float, deadzone: float) -> float:
+    """``value`` (-1..1) with ``|value| <= deadzone`` as exactly 0, beyond it rescaled.
+
+    The output starts at 0 at the edge of the deadzone (no step) and reaches ±1 at full travel.
+    """
+    magnitude = abs(value)
+    if magnitude <= deadzone:
+        return 0.0
+    return math.copysign(min(1.0, (magnitude - deadzone) / (1.0 - deadzone)), value)
+
+
 class GamepadInput:
     """Gamepad state from axis and button events.
 
@@ -419,6 +439,7 @@ class GamepadInput:
         self._buttons.clear()
 
     def _trigger(self, index: int | None) -> float:
+        """Raw trigger travel 0..1 (no deadzone: the deadman threshold applies to this)."""
         if index is None:
             return 0.0
         value = self._axes.get(index)
@@ -442,14 +463,11 @@ class GamepadInput:
         if not self.deadman():
             return IDLE
         m, lim = self.mapping, self.limits
-        stick = self._axes.get(m.steer_axis, 0.0)
-        if abs(stick) <= m.deadzone:
-            stick = 0.0
-        else:  # rescale so the output starts at 0 at the edge of the deadzone
-            stick = math.copysign((abs(stick) - m.deadzone) / (1.0 - m.deadzone), stick)
+        stick = apply_deadzone(self._axes.get(m.steer_axis, 0.0), m.deadzone)
         steer = m.steer_sign * stick * lim.steer_rad
-        speed = self._trigger(m.throttle_axis) * lim.forward_mps
-        speed -= self._trigger(m.reverse_axis) * lim.reverse_mps
+        throttle = apply_deadzone(self._trigger(m.throttle_axis), m.trigger_deadzone)
+        reverse = apply_deadzone(self._trigger(m.reverse_axis), m.trigger_deadzone)
+        speed = throttle * lim.forward_mps - reverse * lim.reverse_mps
         return DriveIntent(speed, steer, True)
 
 

@@ -108,14 +108,84 @@ def test_gamepad_needs_deadman_button() -> None:
     assert pad.intent() == c.IDLE
 
 
+HALF_TRIGGER = 0.525  # half of the output past the default 0.05 trigger deadzone
+
+
 def test_gamepad_deadzone_and_reverse() -> None:
     pad = GamepadInput(limits=LIMITS)
     pad.press(10)
     pad.axis(0, 0.05)
-    pad.axis(4, 0.5)
+    pad.axis(4, HALF_TRIGGER)
     intent = pad.intent()
     assert intent.steer_rad == 0.0
     assert intent.speed_mps == pytest.approx(-0.25)
+
+
+@pytest.mark.parametrize("drift", [0.001, 0.005, 0.02, 0.05])
+def test_resting_triggers_that_drift_ask_for_no_speed(drift: float) -> None:
+    pad = GamepadInput(limits=LIMITS)
+    pad.press(10)
+    pad.axis(5, drift)
+    assert pad.intent().speed_mps == 0.0
+    pad.axis(5, 0.0)
+    pad.axis(4, drift)
+    assert pad.intent().speed_mps == 0.0
+    assert pad.intent().deadman
+
+
+@pytest.mark.parametrize("drift", [-0.999, -0.95, -0.9])
+def test_raw_joystick_trigger_resting_near_minus_one_asks_for_no_speed(drift: float) -> None:
+    pad = GamepadInput(c.JOYSTICK_MAPPING, LIMITS)
+    pad.press(5)
+    pad.axis(5, drift)  # travel (drift + 1) / 2 <= 0.05
+    pad.axis(2, drift)
+    assert pad.intent().speed_mps == 0.0
+
+
+def test_trigger_past_the_deadzone_starts_from_zero_and_reaches_full() -> None:
+    pad = GamepadInput(limits=LIMITS)
+    pad.press(10)
+    speeds = []
+    for travel in (0.0, 0.05, 0.051, 0.06, 0.1, 0.5, 0.9, 1.0):
+        pad.axis(5, travel)
+        speeds.append(pad.intent().speed_mps)
+    assert speeds == sorted(speeds)
+    assert speeds[:2] == [0.0, 0.0]
+    assert 0.0 < speeds[2] < 0.002  # no step at the edge of the deadzone
+    assert speeds[-1] == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize(
+    ("value", "steer"), [(0.07, 0.0), (-0.08, 0.0), (0.54, -0.15), (-1.0, 0.3)]
+)
+def test_stick_deadzone_rescales(value: float, steer: float) -> None:
+    pad = GamepadInput(limits=LIMITS)
+    pad.press(10)
+    pad.axis(0, value)
+    assert pad.intent().steer_rad == pytest.approx(steer, abs=1e-12)
+
+
+def test_deadzones_are_configurable() -> None:
+    mapping = GamepadMapping.from_dict({"trigger_deadzone": 0.2, "deadzone": 0.0})
+    assert (mapping.trigger_deadzone, mapping.deadzone) == (pytest.approx(0.2), 0.0)
+    pad = GamepadInput(mapping, LIMITS)
+    pad.press(10)
+    pad.axis(5, 0.15)
+    pad.axis(0, 0.01)
+    intent = pad.intent()
+    assert intent.speed_mps == 0.0
+    assert intent.steer_rad == pytest.approx(-0.003)
+    assert GamepadMapping().trigger_deadzone == c.DEFAULT_TRIGGER_DEADZONE == 0.05
+    assert GamepadMapping().deadzone == c.DEFAULT_STICK_DEADZONE == 0.08
+
+
+def test_deadman_trigger_threshold_uses_raw_travel() -> None:
+    mapping = GamepadMapping(
+        deadman_buttons=(), deadman_axis=4, deadman_axis_threshold=0.04, reverse_axis=None
+    )
+    pad = GamepadInput(mapping, LIMITS)
+    pad.axis(4, 0.045)  # inside the trigger deadzone, but past the deadman threshold
+    assert pad.intent().deadman
 
 
 def test_raw_joystick_triggers_rest_at_minus_one() -> None:
@@ -149,7 +219,7 @@ def test_gamepad_disconnect_releases_everything() -> None:
 def test_gamepad_rejects_non_finite_axis() -> None:
     pad = GamepadInput(limits=LIMITS)
     pad.press(10)
-    pad.axis(5, 0.5)
+    pad.axis(5, HALF_TRIGGER)
     pad.axis(5, float("nan"))
     assert pad.rejected == 1
     assert pad.intent().speed_mps == pytest.approx(0.75)
@@ -180,6 +250,9 @@ def test_mapping_from_config_table() -> None:
         ({"steer_axis": "x"}, "steer_axis must be an axis number"),
         ({"deadman_buttons": [1, "a"]}, "deadman_buttons must be a list"),
         ({"deadzone": 1.5}, "deadzone must be in"),
+        ({"trigger_deadzone": -0.1}, "trigger_deadzone must be in"),
+        ({"trigger_deadzone": 1.0}, "trigger_deadzone must be in"),
+        ({"trigger_deadzone": "a"}, "trigger_deadzone must be a number"),
         ({"deadman_buttons": []}, "needs a deadman"),
     ],
 )

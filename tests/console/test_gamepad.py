@@ -56,7 +56,8 @@ def test_controller_estop_button_is_an_action(poller: GamepadPoller) -> None:
 
 def test_raw_joystick_events_use_the_joystick_mapping(poller: GamepadPoller) -> None:
     post(pygame.JOYBUTTONDOWN, instance_id=3, joy=3, button=5)
-    post(pygame.JOYAXISMOTION, instance_id=3, joy=3, axis=5, value=0.0)  # RT half way
+    # RT at travel 0.525: half of the output past the 0.05 trigger deadzone
+    post(pygame.JOYAXISMOTION, instance_id=3, joy=3, axis=5, value=0.05)
     post(pygame.JOYAXISMOTION, instance_id=3, joy=3, axis=2, value=-1.0)  # LT at rest
     post(pygame.JOYAXISMOTION, instance_id=3, joy=3, axis=0, value=-1.0)
     poller.poll()

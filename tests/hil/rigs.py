@@ -101,6 +101,30 @@ class Rig:
         """Press or release the hardware e-stop input."""
         raise RigUnavailable(f"{self.name}: the e-stop pin cannot be driven")
 
+    def pulse_estop_pin(self, width_s: float) -> None:
+        """Press the e-stop input and release it ``width_s`` later (0: as soon as possible).
+
+        The width is the stimulus itself (a bouncing or brushed switch), not a wait for a
+        result: the hold uses a timer, the outcome is then waited for by condition.
+        """
+        pressed_s = time.monotonic()
+        self.set_estop_pin(True)
+        remaining_s = width_s - (time.monotonic() - pressed_s)
+        if remaining_s > 0:
+            threading.Event().wait(remaining_s)
+        self.set_estop_pin(False)
+
+    def sync(self) -> None:
+        """Return once every pin change the MCU made until now has been observed."""
+
+    def pin_log_mark(self) -> int:
+        """Index into :meth:`pin_log` of the next pin change to be observed."""
+        raise RigUnavailable(f"{self.name}: keeps no log of pin changes")
+
+    def pin_log(self, since: int) -> list[Pins]:
+        """Every pin change observed from index ``since`` (of :meth:`pin_log_mark`) on."""
+        raise RigUnavailable(f"{self.name}: keeps no log of pin changes")
+
     def hangup(self) -> None:
         """Pull the cable: the port disappears; the MCU keeps running."""
         raise RigUnavailable(f"{self.name}: cannot hang up the port")
@@ -299,6 +323,47 @@ class SimavrRig(Rig):
 
     def set_estop_pin(self, pressed: bool) -> None:
         self.command(f"estop {int(pressed)}")
+
+    def pulse_estop_pin(self, width_s: float) -> None:
+        if width_s > 0:
+            super().pulse_estop_pin(width_s)
+            return
+        # Both lines in one write: the rig applies them in the same service pass, so the pin
+        # is low for (next to) no simulated time - less than one firmware main-loop pass.
+        self.commands(["estop 1", "estop 0"])
+
+    def commands(self, lines: list[str], timeout_s: float = 5.0) -> None:
+        """Send several command lines in one write and wait for all their ``ack`` lines."""
+        with self._cond:
+            start = len(self._events)
+        stdin = self._proc.stdin
+        if stdin is None or self._proc.poll() is not None:
+            raise RigError(f"simavr rig is not running (rc={self._proc.poll()})")
+        stdin.write("".join(line + "\n" for line in lines))
+        stdin.flush()
+
+        def acks() -> int:
+            return sum(1 for name, _ in self._events[start:] if name == "ack")
+
+        with self._cond:
+            self._cond.wait_for(lambda: acks() >= len(lines) or self._exited, timeout_s)
+            if acks() < len(lines):
+                if self._exited:
+                    raise RigError(f"simavr rig exited (rc={self._proc.poll()}) during {lines}")
+                raise TimeoutError(f"simavr rig: {lines} not all acknowledged in {timeout_s} s")
+
+    def sync(self) -> None:
+        # The rig answers commands in order with its pin lines, so once the ack of a harmless
+        # command is read, every earlier pin change has been read too.
+        self.stats()
+
+    def pin_log_mark(self) -> int:
+        with self._cond:
+            return len(self._history)
+
+    def pin_log(self, since: int) -> list[Pins]:
+        with self._cond:
+            return list(self._history[since:])
 
     def hangup(self) -> None:
         self.command("hangup")

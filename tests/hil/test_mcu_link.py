@@ -434,3 +434,142 @@ def test_hung_firmware_is_reset_by_hardware_watchdog(rig: Rig, link: HostLink) -
         assert not tel.faults & FaultBit.WDT_RESET
     finally:
         stream.stop()
+
+
+# --------------------------------------------------------------------------- tiny setpoints
+
+PWM_STEP_PERMILLE = 1000 / 256  # Timer2 has 256 steps
+ONE_PWM_STEP = 4  # the smallest duty the MCU drives, as telemetry reports it (>= one step)
+
+
+def pin_log_mark(rig: Rig) -> int | None:
+    try:
+        return rig.pin_log_mark()
+    except RigUnavailable:
+        return None
+
+
+def pin_log(rig: Rig, mark: int | None) -> list[Pins]:
+    """The pin changes since ``mark`` (after a sync), or [] where the rig keeps no log."""
+    if mark is None:
+        return []
+    rig.sync()
+    return rig.pin_log(mark)
+
+
+@pytest.mark.parametrize(
+    ("speed_mmps", "duty"),
+    [(3, 0), (5, 0), (11, 0), (12, 4), (-3, 0), (-11, 0), (-12, -4)],
+)
+def test_tiny_speed_gives_at_most_one_pwm_step(
+    rig: Rig, link: HostLink, speed_mmps: int, duty: int
+) -> None:
+    # A duty below one PWM step (|speed| <= 11 mm/s) is off, never a wrapped compare value
+    # (which used to be full throttle); 12 mm/s is the first step.
+    armed(link)
+    log_mark = pin_log_mark(rig)
+    mark = link.mark()
+    stream = DriveStream(link, speed_mmps, 0)
+    try:
+        link.wait_telemetry(lambda t: t.speed_cmd_mmps == speed_mmps, scaled(1.0), since=mark)
+        for _ in range(5):  # the setpoint stays in force
+            tel = link.wait_telemetry(lambda t: True, scaled(1.0))
+            assert (tel.state, tel.speed_cmd_mmps, tel.motor_duty) == (
+                State.ARMED,
+                speed_mmps,
+                duty,
+            ), tel
+        seen = [r.message for r in link.frames(Telemetry, since=mark)]
+        assert all(isinstance(t, Telemetry) and abs(t.motor_duty) <= ONE_PWM_STEP for t in seen)
+        if rig.observes_pins:
+            rig.sync()
+            pins = rig.pins()
+            assert abs(pins.motor_duty) <= ONE_PWM_STEP, pins
+            if duty == 0:
+                assert pins.motor_off, pins
+            else:
+                assert pins.direction == (1 if duty > 0 else -1), pins
+                assert abs(pins.motor_duty) >= int(PWM_STEP_PERMILLE), pins
+            changes = pin_log(rig, log_mark)
+            assert all(abs(p.motor_duty) <= ONE_PWM_STEP for p in changes), changes
+    finally:
+        stream.stop()
+
+
+def test_small_speed_sweep_is_monotonic(rig: Rig, link: HostLink) -> None:
+    armed(link)
+    speeds = range(-20, 41)
+    log_mark = pin_log_mark(rig)
+    stream = DriveStream(link, speeds[0], 0)
+    reported: list[int] = []
+    driven: list[int] = []
+    try:
+        for speed in speeds:
+            stream.speed_mmps = speed
+            tel = link.wait_telemetry(lambda t, v=speed: t.speed_cmd_mmps == v, scaled(1.0))
+            assert tel.state == State.ARMED
+            reported.append(tel.motor_duty)
+            if rig.observes_pins:
+                rig.sync()  # telemetry goes out after the outputs are applied
+                driven.append(rig.pins().motor_duty)
+    finally:
+        stream.stop()
+    assert reported == sorted(reported), list(zip(speeds, reported, strict=True))
+    assert max(abs(d) for d in reported) <= 40 * 1000 // 3000, reported
+    if rig.observes_pins:
+        assert driven == sorted(driven), list(zip(speeds, driven, strict=True))
+        changes = pin_log(rig, log_mark)
+        assert all(abs(p.motor_duty) <= 40 * 1000 // 3000 for p in changes), changes
+
+
+# --------------------------------------------------------------------------- e-stop pulse
+
+
+def _estop_pulse_round(rig: Rig, link: HostLink, width_ms: float) -> None:
+    rig.wait_pins(lambda p: running(p, 500), scaled(1.0))
+    log_mark = pin_log_mark(rig)
+    mark = link.mark()
+    rig.pulse_estop_pin(width_ms / 1000)
+    rig.wait_pins(lambda p: p.motor_off, scaled(1.0))
+    tel = link.wait_telemetry(lambda t: t.state == State.ESTOP, scaled(1.0), since=mark)
+    assert tel.faults & FaultBit.ESTOP_LATCHED
+    assert tel.motor_duty == 0
+    link.wait_fault(FaultCode.ESTOP_PIN, scaled(1.0), since=mark)
+    for _ in range(5):  # DRIVE keeps coming, the pin is released: still latched
+        tel = link.wait_telemetry(lambda t: True, scaled(1.0))
+        assert tel.state == State.ESTOP, tel
+        assert tel.faults & FaultBit.ESTOP_LATCHED
+        assert (tel.motor_duty, tel.speed_cmd_mmps) == (0, 0), tel
+    assert not tel.faults & FaultBit.ESTOP_PIN
+    rig.sync()
+    assert rig.pins().motor_off, rig.pins()
+    if log_mark is not None:
+        # once cut (by the ISR), the motor never came back, not even for a main-loop pass
+        changes = pin_log(rig, log_mark)
+        first_off = next((i for i, p in enumerate(changes) if p.motor_off), None)
+        assert first_off is not None, changes
+        assert all(p.motor_off for p in changes[first_off:]), changes
+    link.arm()  # only ARM, after the release, drives again
+    tel = link.wait_telemetry(lambda t: t.motor_duty == 500, scaled(1.0))
+    assert tel.state == State.ARMED
+    assert not tel.faults & FaultBit.ESTOP_LATCHED
+
+
+@pytest.mark.parametrize(
+    ("width_ms", "rounds"), [(0.0, 10), (5.0, 2)], ids=["within-one-loop-pass", "5ms"]
+)
+def test_short_estop_pulse_latches_estop(
+    rig: Rig, link: HostLink, width_ms: float, rounds: int
+) -> None:
+    # A pulse the firmware's main loop may never see as a level (bounce, a brushed bumper):
+    # the edge alone must latch ESTOP. Where the edge falls in the firmware's loop pass is
+    # chance, so the shortest pulse is repeated to hit the pass in flight too.
+    needs_pins(rig)
+    armed(link)
+    stream = DriveStream(link, 1500, 0)
+    try:
+        for _ in range(rounds):
+            _estop_pulse_round(rig, link, width_ms)
+        rig.wait_pins(lambda p: running(p, 500), scaled(1.0))
+    finally:
+        stream.stop()

@@ -24,7 +24,12 @@ from teledrive.vehicle.mcu_codec import (
     Telemetry,
     encode_frame,
 )
-from teledrive.vehicle.mcu_model import McuModel, MotorDirection, motor_duty_for
+from teledrive.vehicle.mcu_model import (
+    MIN_DUTY_PERMILLE,
+    McuModel,
+    MotorDirection,
+    motor_duty_for,
+)
 
 
 class Bench:
@@ -132,10 +137,30 @@ def test_clamping_sets_and_clears_flag() -> None:
 
 
 @pytest.mark.parametrize(
-    ("speed", "duty"), [(-1, 0), (1, 0), (2, 0), (3, 1), (-3, -1), (-4, -1), (2999, 999)]
+    ("speed", "duty"),
+    [(-1, 0), (1, 0), (2, 0), (14, 4), (-14, -4), (15, 5), (-17, -5), (2999, 999)],
 )
 def test_motor_duty_truncates_toward_zero(speed: int, duty: int) -> None:
     assert motor_duty_for(speed) == duty
+
+
+@pytest.mark.parametrize("speed", [3, 5, 8, 11, -3, -11])
+def test_duty_below_one_pwm_step_is_off(speed: int) -> None:
+    # the firmware's 8-bit PWM cannot produce 1..3 per mille (one step is 3.9): off, as there
+    assert motor_duty_for(speed) == 0
+    bench = Bench().armed()
+    bench.send(Drive(speed, 0))
+    out = bench.model.outputs
+    assert (out.motor_duty, out.direction, out.speed_cmd_mmps) == (0, MotorDirection.OFF, speed)
+    assert bench.model.telemetry().motor_duty == 0
+
+
+def test_duty_is_monotonic_and_starts_at_one_pwm_step() -> None:
+    duties = [motor_duty_for(v) for v in range(-3000, 3001)]
+    assert duties == sorted(duties)
+    assert motor_duty_for(12) == MIN_DUTY_PERMILLE == 4
+    assert motor_duty_for(-12) == -MIN_DUTY_PERMILLE
+    assert all(d == 0 or abs(d) >= MIN_DUTY_PERMILLE for d in duties)
 
 
 def test_link_watchdog_fires_at_timeout() -> None:
@@ -238,6 +263,30 @@ def test_drive_watchdog_runs_from_arm() -> None:
     assert FaultBit.DRIVE_TIMEOUT not in bench.model.faults
     bench.advance(1)
     assert FaultBit.DRIVE_TIMEOUT in bench.model.faults
+
+
+def test_estop_pulse_between_telemetry_frames_is_latched() -> None:
+    # a 5 ms pulse that no telemetry frame shows as a level: the edge latches, as in the
+    # firmware (INT1 flag); DRIVE keeps coming, only ARM after the release drives again
+    bench = Bench().armed()
+    bench.send(Drive(1500, 0))
+    bench.advance(3.0)
+    bench.received()
+    bench.model.set_estop_pin(True, bench.now_ms)
+    bench.advance(5.0)
+    bench.model.set_estop_pin(False, bench.now_ms)
+    assert Fault(int(FaultCode.ESTOP_PIN), 0) in bench.faults()
+    for _ in range(10):
+        bench.advance(20.0)
+        bench.send(Drive(1500, 0))
+        tel = bench.model.telemetry()
+        assert (tel.state, tel.motor_duty, tel.speed_cmd_mmps) == (State.ESTOP, 0, 0)
+        assert tel.faults & FaultBit.ESTOP_LATCHED
+        assert not tel.faults & FaultBit.ESTOP_PIN
+    assert bench.model.outputs.direction is MotorDirection.OFF
+    bench.send(Arm(), Drive(1500, 0))
+    assert bench.model.state is State.ARMED
+    assert bench.model.outputs.motor_duty == 500
 
 
 def test_estop_pin_latches_until_released_and_armed() -> None:

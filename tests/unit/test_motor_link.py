@@ -27,7 +27,12 @@ from teledrive.vehicle.mcu_codec import (
 )
 from teledrive.vehicle.mcu_model import McuModel
 from teledrive.vehicle.mcu_sim import McuSnapshot, PtyMcu
-from teledrive.vehicle.motor_link import HandshakeState, McuSession, MotorLink
+from teledrive.vehicle.motor_link import (
+    DEFAULT_SPEED_DEADBAND_MMPS,
+    HandshakeState,
+    McuSession,
+    MotorLink,
+)
 
 TIME_SCALE = float(os.environ.get("TELEDRIVE_TIME_SCALE", "1"))
 WAIT_S = 5.0 * TIME_SCALE
@@ -131,6 +136,53 @@ def test_session_drive_limits_to_i16() -> None:
     assert session.next_seq == 0
 
 
+@pytest.mark.parametrize(
+    ("speed_mps", "speed_mmps"),
+    [
+        (0.0, 0),
+        (0.003, 0),
+        (0.010, 0),  # a DEGRADED ramp's first step (0.5 m/s^2 x 20 ms)
+        (0.0144, 0),
+        (-0.014, 0),
+        (0.015, 15),
+        (-0.015, -15),
+        (0.5, 500),
+    ],
+)
+def test_session_drive_deadband(speed_mps: float, speed_mmps: int) -> None:
+    session = McuSession()
+    (frame,) = _mcu_frames(session.drive(speed_mps, -0.2))
+    assert frame.message == Drive(speed_mmps, -200)  # steering is not deadbanded
+    zeroed = speed_mmps == 0 and round(speed_mps * 1000) != 0
+    assert session.drives_deadbanded == int(zeroed)
+    assert session.stats()["drives_deadbanded"] == int(zeroed)
+
+
+def test_session_deadband_is_configurable_and_validated() -> None:
+    (frame,) = _mcu_frames(McuSession(speed_deadband_mmps=0).drive(0.003, 0.0))
+    assert frame.message == Drive(3, 0)
+    (frame,) = _mcu_frames(McuSession(speed_deadband_mmps=50).drive(-0.049, 0.0))
+    assert frame.message == Drive(0, 0)
+    for bad in (-1, 0x8000):
+        with pytest.raises(ValueError, match="speed_deadband_mmps"):
+            McuSession(speed_deadband_mmps=bad)
+
+
+def test_session_tiny_speeds_never_move_the_model() -> None:
+    session = McuSession()
+    model = McuModel()
+    session.begin_handshake(0.0)
+    model.receive_data(session.data_to_send(), 1.0)
+    session.receive_data(model.data_to_send(), 2.0)
+    model.receive_data(session.data_to_send() + session.arm(), 3.0)
+    for k, speed_mps in enumerate((0.003, 0.008, 0.011, 0.014, -0.011)):
+        model.receive_data(session.drive(speed_mps, 0.0), 4.0 + k)
+        assert model.outputs.speed_cmd_mmps == 0
+        assert model.outputs.motor_duty == 0
+    assert model.state is State.ARMED
+    assert session.drives_deadbanded == 5
+
+
 # --------------------------------------------------------------------------- MotorLink over a pty
 
 
@@ -198,7 +250,10 @@ def test_handshake_arm_drive_values_intact(sim: PtyMcu) -> None:
         for speed_mps, steer_rad in [(1.234, -0.321), (-2.5, 0.5), (0.0, 0.0), (0.001, -0.001)]:
             seq = link._session.next_seq
             assert link.drive(speed_mps, steer_rad)
-            want = Drive(round(speed_mps * 1000), round(steer_rad * 1000))
+            speed_mmps = round(speed_mps * 1000)
+            if abs(speed_mmps) < DEFAULT_SPEED_DEADBAND_MMPS:
+                speed_mmps = 0  # the host's deadband
+            want = Drive(speed_mmps, round(steer_rad * 1000))
             assert sim.wait_for(
                 lambda s, seq=seq: s.last_drive is not None and s.last_drive.seq == seq, WAIT_S
             )
