@@ -124,6 +124,7 @@ class McuSession:
         """INFO of the current connection, None before the handshake completes."""
         self.last_telemetry: Telemetry | None = None
         self.last_telemetry_ms: float | None = None
+        self._uptime_before_ms: int | None = None
         self.last_fault: Fault | None = None
         self.last_error: str | None = None
         """Text of the last problem (bad frame, incompatible MCU, silence)."""
@@ -158,6 +159,11 @@ class McuSession:
         self.state = HandshakeState.IDLE
         self.info = None
         self._out.clear()
+        # What the MCU said before the cut is not its state now: nothing until it speaks again.
+        if self.last_telemetry is not None:
+            self._uptime_before_ms = self.last_telemetry.uptime_ms
+        self.last_telemetry = None
+        self.last_telemetry_ms = None
 
     def poll(self, now_ms: float) -> None:
         """Timers: HELLO retries, and MCU silence detection while READY."""
@@ -199,8 +205,10 @@ class McuSession:
             self._on_info(msg)
         elif isinstance(msg, Telemetry):
             previous = self.last_telemetry
-            if previous is not None and msg.uptime_ms < previous.uptime_ms:
+            before_ms = previous.uptime_ms if previous is not None else self._uptime_before_ms
+            if before_ms is not None and msg.uptime_ms < before_ms:
                 self.mcu_resets += 1
+            self._uptime_before_ms = None
             self.last_telemetry = msg
             self.last_telemetry_ms = now_ms
             self.telemetry_received += 1

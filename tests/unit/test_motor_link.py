@@ -119,6 +119,20 @@ def test_session_counts_mcu_reset_and_gaps() -> None:
     assert session.telemetry_received == 3
 
 
+def test_session_forgets_the_mcu_state_when_the_link_drops() -> None:
+    session = McuSession()
+    armed = Telemetry(int(State.ARMED), 0, 0, 900, 900, 0, 300, 12000, 0, 5000, 0)
+    session.receive_data(encode_frame(armed, 1), 0.0)
+    assert session.last_telemetry == armed
+    session.connection_lost()
+    assert session.last_telemetry is None  # not "ARMED" while nobody knows
+    session.begin_handshake(100.0)
+    rebooted = Telemetry(int(State.DISARMED), 0, 0, 0, 0, 0, 0, 12000, 0, 30, 1)
+    session.receive_data(encode_frame(rebooted, 0), 120.0)
+    assert session.last_telemetry == rebooted
+    assert session.mcu_resets == 1  # the reboot is still noticed across the reconnect
+
+
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
 def test_session_drive_rejects_non_finite(bad: float) -> None:
     session = McuSession()
