@@ -255,10 +255,15 @@ class ConsoleWindow(QMainWindow):
                 self.thumbnails.set_image(camera, image)
 
     def make_primary(self, camera: str) -> None:
-        """Shows ``camera`` large; the lockout then watches it."""
+        """Shows ``camera`` large and asks the vehicle to give it most of the bitrate.
+
+        The stale-video lockout then watches this camera.
+        """
         previous = self.primary_camera
         self.primary_camera = camera
         self.link.primary_camera = camera
+        if previous is not None and previous != camera:
+            self.link.send_event(m.SelectPrimary(camera=camera))
         self.thumbnails.remove(camera)
         if previous is not None and previous != camera and self.video.image is not None:
             self.thumbnails.set_image(previous, self.video.image)

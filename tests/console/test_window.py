@@ -265,6 +265,7 @@ def test_only_the_newest_frame_is_painted_and_thumbnails_switch(rig: Rig, qtbot:
     qtbot.mouseClick(w.thumbnails.thumbnails["rear"], Qt.MouseButton.LeftButton)
     assert w.primary_camera == "rear"
     assert rig.link.primary_camera == "rear"
+    assert m.SelectPrimary(camera="rear") in rig.link.events  # the vehicle re-splits bitrate
     assert "front" in w.thumbnails.thumbnails
     assert "rear" not in w.thumbnails.thumbnails
 
