@@ -39,6 +39,7 @@ TAKEOVER_EVERY = 5
 COMMAND_TTL_MS = 250.0
 CONNECT_RETRY_S = 2.0
 SESSION_DEAD_S = 1.5
+DRIVE_BACKLOG_BYTES = 512  # about two commands waiting in aiortc's send queue
 SESSION_SETUP_S = 10.0
 
 
@@ -78,6 +79,8 @@ class OperatorStats:
     command_latency_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
     stale_commands_applied: int = 0
     errors: int = 0
+    frame_handler_errors: int = 0
+    commands_skipped_backlog: int = 0
     sessions: int = 0
     last_telemetry: m.Telemetry | None = None
     g2g: GlassToGlass = field(default_factory=GlassToGlass)
@@ -286,10 +289,24 @@ class OperatorClient:
             self._on_message(message)
 
     async def _answer(self, session_id: str, sdp: str) -> None:
+        try:
+            await self._build_answer(session_id, sdp)
+        except Exception as err:  # aiortc refuses an offer with many exception types
+            # A half-built session must not stay: it would block every later request.
+            self.stats.errors += 1
+            log.warning("session %s: cannot answer the vehicle's offer: %r", session_id, err)
+            await self._close_pc()
+            self.session_id = None
+            self._connect_sent_s = None
+            with contextlib.suppress(LinkError):
+                await self.signaling.send(m.Bye(session=session_id, reason="bad offer"))
+
+    async def _build_answer(self, session_id: str, sdp: str) -> None:
         await self._close_pc()
         self.session_id = session_id
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.pc = pc
+        self._session_started_s = self._clock()
         pc.on("track", self._on_track)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         self.jitter_buffers = []
@@ -331,7 +348,12 @@ class OperatorClient:
                     offset_ms = self.clock_sync.offset_at(now_ms)
                     self.g2g.on_decoded(name, int(frame.pts), now_ms, offset_ms)
                 if self._on_frame is not None:
-                    self._on_frame(name, frame)
+                    try:
+                        self._on_frame(name, frame)
+                    except Exception:
+                        # The consumer must go on: a dead one looks like frozen video.
+                        self.stats.frame_handler_errors += 1
+                        log.exception("video %s: frame handler failed", name)
 
     # -- data channels ----------------------------------------------------------------------
 
@@ -400,6 +422,13 @@ class OperatorClient:
         self, speed_mps: float, steer_rad: float, *, deadman: bool, estop: bool
     ) -> None:
         if self.channels is None:
+            return
+        buffered = getattr(self.channels.drive.raw, "bufferedAmount", 0)
+        if buffered > DRIVE_BACKLOG_BYTES and not estop:
+            # The channel has not drained (a stall or an outage): a new command would only
+            # queue behind stale ones that the vehicle drops anyway. Skip it; the next tick
+            # tries again with a fresher one.
+            self.stats.commands_skipped_backlog += 1
             return
         now_ms = self.now_ms()
         self._seq = (self._seq + 1) % (1 << 32)

@@ -69,6 +69,7 @@ class Channel:
         self.sent = 0
         self.received = 0
         self.errors = 0
+        self.handler_errors = 0
         self.last_error = ""
         self._on_message = on_message
         self._on_error = on_error
@@ -98,7 +99,14 @@ class Channel:
                 self._on_error(self.spec, str(err))
             return
         self.received += 1
-        self._on_message(message)
+        try:
+            self._on_message(message)
+        except Exception:
+            # An exception escaping here would unwind through aiortc's SCTP/DTLS receive
+            # loop and close the whole peer connection (video and all channels) over one
+            # message: log it with the channel, count it, keep the session.
+            self.handler_errors += 1
+            log.exception("data channel '%s': handler failed on %s", self.spec.label, message)
 
 
 @dataclass

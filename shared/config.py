@@ -64,7 +64,7 @@ class VehicleSection(_Section, frozen=True, kw_only=True):
     """
 
     id: Name
-    name: str = ""
+    name: Annotated[str, msgspec.Meta(max_length=1024)] = ""
     hub_url: Annotated[str, msgspec.Meta(pattern=r"^wss?://")] = "ws://127.0.0.1:8765"
 
 
@@ -177,6 +177,22 @@ class VehicleConfig(_Section, frozen=True, kw_only=True):
     sim: SimSection | None = None
 
     def __post_init__(self) -> None:
+        names = [camera.name for camera in self.cameras]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                # Track ids are camera names: two alike would merge in the operator's view.
+                raise ValueError(f"[cameras[{i}]] name: {name!r} is already used by another camera")
+        safety = self.safety
+        if safety.degrade_after_ms >= safety.command_timeout_ms:
+            raise ValueError(
+                f"[safety] degrade_after_ms: {safety.degrade_after_ms:g} must be below "
+                f"command_timeout_ms ({safety.command_timeout_ms:g})"
+            )
+        if safety.link_lost_stop_ms <= safety.command_timeout_ms:
+            raise ValueError(
+                f"[safety] link_lost_stop_ms: {safety.link_lost_stop_ms:g} must be above "
+                f"command_timeout_ms ({safety.command_timeout_ms:g})"
+            )
         if simulated_world(self) is not None:
             return
         for i, camera in enumerate(self.cameras):

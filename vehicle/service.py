@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import random
 import time
 from collections import deque
 from collections.abc import Callable
@@ -59,6 +61,9 @@ OPERATOR_LOST_MS = 1000.0
 SESSION_SETUP_MS = 5000.0
 """A session whose operator never sent anything counts as lost after this long."""
 REDIAL_EVERY_S = 0.25
+REDIAL_FAST_WINDOW_MS = 10_000.0  # every ~0.25 s for this long after the loss...
+REDIAL_SLOW_EVERY_S = 1.0  # ...then every ~1 s...
+REDIAL_WINDOW_MS = 60_000.0  # ...up to this; after it the signaling backoff alone
 REDIAL_TIMEOUT_S = 1.0
 MAX_REDIALS_IN_FLIGHT = 4
 
@@ -283,13 +288,20 @@ class VehicleService:
         :meth:`SignalingClient.redial`), once per lost session.
         """
         attempts: set[asyncio.Task[None]] = set()
+        last_attempt_ms = -math.inf
         try:
             while True:
-                await asyncio.sleep(REDIAL_EVERY_S)
-                session = self.session
-                if session is None or not self._operator_lost(session, self.now_ms()):
+                # Jittered, so a fleet that lost its hub together does not dial in lockstep.
+                await asyncio.sleep(REDIAL_EVERY_S * random.uniform(0.6, 1.4))
+                session, now_ms = self.session, self.now_ms()
+                if session is None or not self._operator_lost(session, now_ms):
+                    continue
+                silent_ms = self._silent_ms(session, now_ms)
+                slow = silent_ms > OPERATOR_LOST_MS + REDIAL_FAST_WINDOW_MS
+                if slow and now_ms - last_attempt_ms < REDIAL_SLOW_EVERY_S * 1000.0:
                     continue
                 if len(attempts) < MAX_REDIALS_IN_FLIGHT:
+                    last_attempt_ms = now_ms
                     task = asyncio.create_task(self._redial(session), name="redial-attempt")
                     attempts.add(task)
                     task.add_done_callback(attempts.discard)
@@ -299,11 +311,23 @@ class VehicleService:
 
     @staticmethod
     def _operator_lost(session: Session, now_ms: float) -> bool:
+        """Whether to re-dial now: the operator is lost, within the redial window.
+
+        The fast redial is for the moment a cut link returns. Past the window (a long outage,
+        or a hub that is down) the signaling client's jittered backoff takes over, so a
+        fleet does not dial a recovering hub in lockstep four times a second.
+        """
         if session.redialled:
             return False
+        silent_ms = VehicleService._silent_ms(session, now_ms)
+        return OPERATOR_LOST_MS < silent_ms <= OPERATOR_LOST_MS + REDIAL_WINDOW_MS
+
+    @staticmethod
+    def _silent_ms(session: Session, now_ms: float) -> float:
+        """How long the operator has been silent (a session never heard gets its setup time)."""
         if session.last_data_ms is None:
-            return now_ms - session.started_ms > SESSION_SETUP_MS
-        return now_ms - session.last_data_ms > OPERATOR_LOST_MS
+            return now_ms - session.started_ms - SESSION_SETUP_MS + OPERATOR_LOST_MS
+        return now_ms - session.last_data_ms
 
     async def _redial(self, session: Session) -> None:
         if await self.signaling.redial(REDIAL_TIMEOUT_S):

@@ -55,6 +55,13 @@ def test_minimal_config_gets_one_synthetic_camera() -> None:
         ),
         ('[vehicle]\nid = "v"\n[motor]\nmax_speed_mps = 50.0\n', "[motor] max_speed_mps"),
         ("[vehicle\n", "not valid TOML"),
+        (
+            '[vehicle]\nid = "v"\n[[cameras]]\nname = "f"\n[[cameras]]\nname = "f"\n',
+            "[cameras[1]] name: 'f' is already used",
+        ),
+        ('[vehicle]\nid = "v"\n[safety]\ndegrade_after_ms = 300\n', "[safety] degrade_after_ms"),
+        ('[vehicle]\nid = "v"\n[safety]\nlink_lost_stop_ms = 100\n', "[safety] link_lost_stop_ms"),
+        ('[vehicle]\nid = "v"\nname = "' + "x" * 1025 + '"\n', "[vehicle] name"),
     ],
 )
 def test_bad_config_names_file_key_and_problem(text: str, message: str) -> None:
