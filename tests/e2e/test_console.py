@@ -248,14 +248,16 @@ def test_console_shows_live_video_and_drives_the_mcu(
     qtbot.waitUntil(mcu_condition(mcu, estopped), timeout=ms(3.0))
     assert window.banner.isVisible()
     assert "E-STOP" in window.banner.text()
-    # holding the deadman and throttle again moves nothing
+    # holding the deadman and throttle again moves nothing, however long it is held
     qtbot.keyPress(window, Qt.Key.Key_Shift)
     qtbot.keyPress(window, Qt.Key.Key_W)
     assert console.source.status().setpoint.speed_mps == 0.0
     assert console.source.status().setpoint.estop
+    received = mcu.snapshot().frames_accepted
+    qtbot.waitUntil(lambda: mcu.snapshot().frames_accepted >= received + 10, timeout=ms(3.0))
+    assert estopped(mcu.snapshot())
     qtbot.keyRelease(window, Qt.Key.Key_W)
     qtbot.keyRelease(window, Qt.Key.Key_Shift)
-    assert estopped(mcu.snapshot())
 
     # the HUD's video figures come from aiortc's receive statistics
     qtbot.waitUntil(lambda: (console.link.snapshot().video_kbps or 0.0) > 50.0, timeout=ms(5.0))
