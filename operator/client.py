@@ -197,8 +197,8 @@ class OperatorClient:
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    async def run(self, seconds: float | None = None) -> OperatorStats:
-        """Runs for ``seconds`` (forever when None) and returns the statistics."""
+    async def run(self, duration_s: float | None = None) -> OperatorStats:
+        """Runs for ``duration_s`` (forever when None) and returns the statistics."""
         self._tasks = [
             asyncio.create_task(self.signaling.run(), name="signaling"),
             asyncio.create_task(self._drive_loop(), name="drive"),
@@ -206,10 +206,10 @@ class OperatorClient:
             asyncio.create_task(self._session_watchdog(), name="session-watchdog"),
         ]
         try:
-            if seconds is None:
+            if duration_s is None:
                 await asyncio.gather(*self._tasks)
             else:
-                await asyncio.sleep(seconds)
+                await asyncio.sleep(duration_s)
         finally:
             await self.close()
         return self.stats

@@ -143,13 +143,13 @@ async def _drain(stream: asyncio.StreamReader) -> None:
 
 
 async def run_demo(
-    *, headless: bool, seconds: float | None, mcu: str = "sim", screenshot: str | None = None
+    *, headless: bool, duration_s: float | None, mcu: str = "sim", screenshot: str | None = None
 ) -> int:
     """Runs the demo; returns the exit status.
 
     Args:
         headless: drive with the headless operator and print a JSON summary.
-        seconds: stop after this long (None: until Ctrl-C).
+        duration_s: stop after this long (None: until Ctrl-C).
         mcu: ``sim`` (Python model on a pty) or ``simavr`` (the real firmware in simavr).
         screenshot: run the console offscreen and save a PNG of it here.
     """
@@ -168,13 +168,13 @@ async def run_demo(
             )
             procs.append(vehicle)
             if screenshot is not None or (not headless and has_display()):
-                return await _run_console(procs, hub_url, seconds, screenshot)
+                return await _run_console(procs, hub_url, duration_s, screenshot)
             if not headless:
                 print(
                     "teledrive demo: no display, so the headless operator drives (Ctrl-C to stop)",
                     file=sys.stderr,
                 )
-            return await _run_headless(procs, hub_url, seconds)
+            return await _run_headless(procs, hub_url, duration_s)
     finally:
         for proc in reversed(procs):
             await stop_process(proc)
@@ -185,26 +185,26 @@ async def run_demo(
 async def _run_console(
     procs: list[asyncio.subprocess.Process],
     hub_url: str,
-    seconds: float | None,
+    duration_s: float | None,
     screenshot: str | None,
 ) -> int:
     # The demo camera draws the simulated world top-down: the overlay must match that view.
     argv = ["console", "--hub", hub_url, "--vehicle", DEMO_VEHICLE_ID, "--camera-view", "top-down"]
     if screenshot is not None:
-        argv += ["--screenshot", screenshot, "--seconds", str(seconds or 8.0)]
-    elif seconds is not None:
-        argv += ["--seconds", str(seconds)]
+        argv += ["--screenshot", screenshot, "--seconds", str(duration_s or 8.0)]
+    elif duration_s is not None:
+        argv += ["--seconds", str(duration_s)]
     console = await asyncio.create_subprocess_exec(*teledrive_argv(*argv))
     procs.append(console)
     return await console.wait()
 
 
 async def _run_headless(
-    procs: list[asyncio.subprocess.Process], hub_url: str, seconds: float | None
+    procs: list[asyncio.subprocess.Process], hub_url: str, duration_s: float | None
 ) -> int:
     argv = ["operator", "--hub", hub_url, "--vehicle", DEMO_VEHICLE_ID, "--headless", "--json"]
-    if seconds is not None:
-        argv += ["--seconds", str(seconds)]
+    if duration_s is not None:
+        argv += ["--seconds", str(duration_s)]
     operator = await asyncio.create_subprocess_exec(
         *teledrive_argv(*argv), stdout=asyncio.subprocess.PIPE
     )

@@ -147,7 +147,7 @@ async def _demo(args: argparse.Namespace) -> int:
     from teledrive.operator.demo import run_demo
 
     return await run_demo(
-        headless=args.headless, seconds=args.seconds, mcu=args.mcu, screenshot=args.screenshot
+        headless=args.headless, duration_s=args.seconds, mcu=args.mcu, screenshot=args.screenshot
     )
 
 
