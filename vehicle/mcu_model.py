@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Final
 
+from teledrive.shared.errors import ConfigError
 from teledrive.vehicle.mcu_codec import (
     LOW_BATTERY_MV,
     PROTOCOL_VERSION,
@@ -165,12 +166,12 @@ class McuModel:
         boot_ms: float | None = None,
     ) -> None:
         if not (0 < link_timeout_ms <= _U16_MAX and 0 < drive_timeout_ms <= _U16_MAX):
-            raise ValueError(
+            raise ConfigError(
                 "McuModel: link_timeout_ms and drive_timeout_ms must be 1..65535, got "
                 f"{link_timeout_ms} and {drive_timeout_ms}"
             )
         if telemetry_period_ms <= 0:
-            raise ValueError(
+            raise ConfigError(
                 f"McuModel: telemetry_period_ms must be > 0, got {telemetry_period_ms}"
             )
         self.link_timeout_ms = link_timeout_ms
@@ -241,7 +242,7 @@ class McuModel:
     @battery_mv.setter
     def battery_mv(self, value: int) -> None:
         if not 0 <= value <= _U16_MAX:
-            raise ValueError(f"McuModel.battery_mv: {value} is outside 0..65535")
+            raise ConfigError(f"McuModel.battery_mv: {value} is outside 0..65535")
         self._battery_mv = int(value)
 
     def receive_data(self, data: bytes, now_ms: float) -> None:

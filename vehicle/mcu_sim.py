@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from types import FrameType, TracebackType
 from typing import Final, Self, TypeVar
 
-from teledrive.shared.errors import LinkError
+from teledrive.shared.errors import ConfigError, LinkError
 from teledrive.vehicle.mcu_codec import FaultBit, ResetCause, State
 from teledrive.vehicle.mcu_model import LastDrive, McuModel, McuOutputs
 
@@ -91,7 +91,7 @@ class PtyMcu:
         link_path: str | None = None,
     ) -> None:
         if tick_ms <= 0:
-            raise ValueError(f"PtyMcu: tick_ms must be > 0, got {tick_ms}")
+            raise ConfigError(f"PtyMcu: tick_ms must be > 0, got {tick_ms}")
         self._model = model if model is not None else McuModel()
         self._tick_s = tick_ms / 1000.0
         self._clock = clock

@@ -27,7 +27,7 @@ from typing import Any, Final
 
 import serial
 
-from teledrive.shared.errors import LinkError, ProtocolError
+from teledrive.shared.errors import ConfigError, LinkError, ProtocolError
 from teledrive.vehicle.mcu_codec import (
     PROTOCOL_VERSION,
     SEQ_MODULUS,
@@ -107,7 +107,7 @@ class McuSession:
         speed_deadband_mmps: int = DEFAULT_SPEED_DEADBAND_MMPS,
     ) -> None:
         if not 0 <= speed_deadband_mmps <= _I16_MAX:
-            raise ValueError(
+            raise ConfigError(
                 f"McuSession: speed_deadband_mmps must be 0..{_I16_MAX}, got {speed_deadband_mmps}"
             )
         self.speed_deadband_mmps = speed_deadband_mmps
@@ -357,7 +357,7 @@ class MotorLink:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if reconnect_backoff_s <= 0 or reconnect_backoff_max_s < reconnect_backoff_s:
-            raise ValueError(
+            raise ConfigError(
                 "MotorLink: need 0 < reconnect_backoff_s <= reconnect_backoff_max_s, got "
                 f"{reconnect_backoff_s} and {reconnect_backoff_max_s}"
             )

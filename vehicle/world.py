@@ -96,7 +96,7 @@ class World:
     def step(self, dt_s: float, speed_mps: float, steer_rad: float) -> None:
         """Advance ``dt_s`` seconds with the given setpoints (non-finite ones count as zero)."""
         if not (math.isfinite(dt_s) and dt_s >= 0):
-            raise ValueError(f"World.step: dt_s must be finite and >= 0, got {dt_s!r}")
+            raise ConfigError(f"World.step: dt_s must be finite and >= 0, got {dt_s!r}")
         p = self.params
         target_v = speed_mps if math.isfinite(speed_mps) else 0.0
         target_s = steer_rad if math.isfinite(steer_rad) else 0.0
