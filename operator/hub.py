@@ -100,6 +100,7 @@ class _Counters:
     errors_sent: int = 0
     client_errors: int = 0
     disconnects: int = 0
+    stale_frames: int = 0
 
 
 def _clip(text: str) -> str:
@@ -254,7 +255,8 @@ class Hub:
         """Counters for health checks: who is online, sessions, and errors.
 
         ``errors`` is the number of ``Error`` messages the hub sent; ``bad_messages`` the
-        malformed, unknown or misplaced messages it received.
+        malformed, unknown or misplaced messages it received; ``stale_frames`` the frames
+        dropped because they came from a connection already replaced by a newer one.
         """
         return {
             "vehicles": len(self._presence.list("vehicle")),
@@ -297,6 +299,9 @@ class Hub:
         reason = f"{link.label} disconnected"
         try:
             async for raw in ws:
+                if self._links.get(link.key) is not link:
+                    self._drop_stale(link)
+                    continue
                 self._on_frame(link, raw)
                 self._notify()
         except ConnectionClosed:
@@ -422,6 +427,17 @@ class Hub:
             self._push_presence(link.peer.id)
 
     # --- messages from registered peers ---------------------------------------------------
+
+    def _drop_stale(self, link: _Link) -> None:
+        """Ignores a frame from a connection that a newer one with its id has replaced.
+
+        Until the replaced client reads the close, it may still send; acting on that would
+        speak for the newer connection (end its session, open one whose ack goes nowhere,
+        overwrite a vehicle's status).
+        """
+        self._counters.stale_frames += 1
+        logger.debug("hub: %s: frame from a replaced connection dropped", link.label)
+        self._notify()
 
     def _on_frame(self, link: _Link, raw: str | bytes) -> None:
         try:

@@ -23,16 +23,14 @@ from collections.abc import Sequence
 from teledrive.shared.errors import TeledriveError
 
 
-def _parse_listen(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"--listen: expected HOST:PORT, got {text!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
-
-
 def _add_hub(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("hub", help="run the operations hub (signaling, presence)")
-    p.add_argument("--listen", type=_parse_listen, default=("127.0.0.1", 8765), metavar="HOST:PORT")
+    # Checked by the hub's own parser when it starts (a ConfigError ends the command with 2).
+    p.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="where to listen (default: 127.0.0.1:8765); [::1]:PORT for IPv6, port 0 picks one",
+    )
 
 
 def _add_vehicle(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -94,14 +92,14 @@ async def _run_until_signal(main: asyncio.Task[object]) -> None:
 
 
 async def _hub(args: argparse.Namespace) -> int:
-    from teledrive.operator.hub import Hub
+    from teledrive.operator.hub import DEFAULT_LISTEN, run_hub
 
-    host, port = args.listen
-    async with Hub() as hub:
-        await hub.serve(host, port)
-        print(f"hub listening on ws://{host}:{hub.bound_port}", flush=True)
-        task: asyncio.Task[object] = asyncio.create_task(asyncio.Event().wait())
-        await _run_until_signal(task)
+    def announce(url: str) -> None:
+        # One line that scripts parse (operator/demo.py, the e2e tests): keep its format.
+        print(f"hub listening on {url}", flush=True)
+
+    listen = DEFAULT_LISTEN if args.listen is None else args.listen
+    await run_hub(listen, on_listening=announce)  # until SIGINT or SIGTERM
     return 0
 
 

@@ -22,6 +22,7 @@ import contextlib
 import inspect
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Final
@@ -61,17 +62,33 @@ class Backoff:
     The n-th delay is drawn uniformly from ``[d/2, d]`` with ``d = min(max, initial * 2**n)``,
     so a fleet that lost the hub at once does not come back in lockstep.
 
+    A connection that opens is not yet a success: a hub that accepts and then drops every
+    client (overloaded, or a handler that crashes) would otherwise get a reconnect storm at the
+    initial delay. Only a connection that stayed up for ``stable_s`` starts the delays again
+    from the initial one (:meth:`connection_ended`).
+
     Args:
         initial_s: base of the first delay.
         max_s: cap of every delay.
         rng: random source (inject a seeded one in tests).
+        stable_s: how long a connection must last to reset the backoff; ``max_s`` if None.
     """
 
-    def __init__(self, initial_s: float, max_s: float, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        initial_s: float,
+        max_s: float,
+        rng: random.Random | None = None,
+        *,
+        stable_s: float | None = None,
+    ) -> None:
         if not 0.0 < initial_s <= max_s:
             raise ValueError(f"backoff: need 0 < initial_s <= max_s, got {initial_s}, {max_s}")
+        if stable_s is not None and not stable_s >= 0.0:
+            raise ValueError(f"backoff: need stable_s >= 0, got {stable_s}")
         self._initial_s = initial_s
         self._max_s = max_s
+        self._stable_s = max_s if stable_s is None else stable_s
         self._rng = rng if rng is not None else random.Random()
         self._attempt = 0
 
@@ -86,8 +103,13 @@ class Backoff:
         return self._rng.uniform(self._max_s / 2.0, self._max_s)
 
     def reset(self) -> None:
-        """Starts again from the initial delay (after a successful registration)."""
+        """Starts again from the initial delay."""
         self._attempt = 0
+
+    def connection_ended(self, lasted_s: float) -> None:
+        """Notes a connection that was up for ``lasted_s``; a stable one resets the backoff."""
+        if lasted_s >= self._stable_s:
+            self.reset()
 
 
 @dataclass
@@ -151,13 +173,15 @@ class SignalingClient:
             (:attr:`disconnect_reason` says why). Do not tear down a working peer
             connection here: WebRTC sessions do not need the hub.
         backoff_initial_s: first reconnect delay.
-        backoff_max_s: largest reconnect delay.
+        backoff_max_s: largest reconnect delay. The delays grow until a registered connection
+            lasts this long; only then do they start again from ``backoff_initial_s``.
         register_timeout_s: how long to wait for ``Registered`` after connecting.
         ping_interval_s: client-side websocket pings, to notice a dead hub.
         ping_timeout_s: a hub that does not answer a ping within this is dropped.
         connect: opens the websocket, called as ``connect(url, **options)`` like
             :func:`websockets.asyncio.client.connect`.
         rng: random source of the backoff jitter.
+        clock: monotonic seconds, to measure how long a connection stayed registered.
 
     Raises:
         ConfigError: ``url`` is not a websocket URL.
@@ -178,6 +202,7 @@ class SignalingClient:
         ping_timeout_s: float = 3.0,
         connect: Connector = connect,
         rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         try:
             parse_uri(url)
@@ -193,6 +218,8 @@ class SignalingClient:
         self._ping_interval_s = ping_interval_s
         self._ping_timeout_s = ping_timeout_s
         self._connect = connect
+        self._clock = clock
+        self._registered_at_s = 0.0
         self._ws: ClientConnection | None = None
         self._registered = asyncio.Event()
         self._registered_message: Registered | None = None
@@ -342,10 +369,12 @@ class SignalingClient:
         finally:
             self._ws = None
             was_registered = self._registered.is_set()
+            lasted_s = self._clock() - self._registered_at_s
             self._registered.clear()
             await ws.close()
         logger.info("signaling %s: %s", self._url, reason)
         if was_registered:
+            self._backoff.connection_ended(lasted_s)
             self._disconnect_reason = reason
             if self._on_disconnected is not None:
                 await self._call(self._on_disconnected)
@@ -408,7 +437,7 @@ class SignalingClient:
     async def _serve(self, ws: ClientConnection) -> None:
         await ws.send(encode_text(self._register))
         registered = await self._await_registered(ws)
-        self._backoff.reset()
+        self._registered_at_s = self._clock()
         self._registered_message = registered
         self._registered.set()
         self._stats.registrations += 1

@@ -1,22 +1,21 @@
 """Bad input on a live session: rejected with a clear error, counted, and the session goes on.
 
-The vehicle runs in this event loop (as in ``test_safety``) with a real operator client over
-real aiortc data channels; the operator injects malformed messages on every channel.
+The vehicle runs in this event loop (the rig of ``safety_rig.py``, as in ``test_safety``) with
+a real operator client over real aiortc data channels; the operator injects malformed messages
+on every channel.
 """
 
 from __future__ import annotations
 
 import pytest
-from test_safety import LONG_ROUTE, hub_url, in_process_operator, running_vehicle, wait_until
+from safety_rig import LONG_ROUTE, in_process_operator, running_vehicle, wait_until
 
 from teledrive.shared import messages as m
 from teledrive.vehicle.supervisor import Mode
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-__all__ = ["hub_url"]  # the fixture, imported for this module's tests
-
-GARBAGE = {
+GARBAGE: dict[str, list[str | bytes]] = {
     "drive": ["{not json", '{"type":"drive","seq":1}', b"\x00\xff\xfe"],
     "telemetry": ['{"type":"warp"}', '{"type":"video_freshness","t_ms":1,"age_ms":-5}'],
     "events": ['{"type":"estop","source":1}', "[]"],
@@ -28,10 +27,14 @@ async def test_malformed_messages_are_rejected_answered_counted_and_survived(
 ) -> None:
     async with running_vehicle(hub_url, LONG_ROUTE) as vehicle:
         errors: list[m.Error] = []
-        async with in_process_operator(hub_url, vehicle, speed_mps=0.5) as client:
-            client._on_message = lambda msg: (
-                errors.append(msg) if isinstance(msg, m.Error) else None
-            )
+
+        def keep_errors(message: m.Message) -> None:
+            if isinstance(message, m.Error):
+                errors.append(message)
+
+        async with in_process_operator(
+            hub_url, vehicle, speed_mps=0.5, on_message=keep_errors
+        ) as client:
             await wait_until(lambda: vehicle.mode is Mode.TELEOP, 20.0, "operator takeover")
             channels = client.channels
             assert channels is not None

@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from test_safety import LONG_ROUTE, hub_url, running_vehicle, wait_until
+from safety_rig import LONG_ROUTE, running_vehicle, wait_until
 
 from teledrive.shared import messages as m
 from teledrive.shared.signaling import SignalingClient
 
 pytestmark = [pytest.mark.e2e]
-
-__all__ = ["hub_url"]  # the fixture, imported for this module's tests
 
 
 async def test_vehicle_mode_reaches_a_watching_operator_through_the_hub(hub_url: str) -> None:

@@ -5,251 +5,47 @@ behind a real pty (``sim://``), and the vehicle service running in this test's e
 that every control step and every arriving drive command is recorded (``on_step`` /
 ``on_command``) with its vehicle-clock time. The operator is a separate process (so that it can
 be SIGKILLed or SIGSTOPped) or an in-process :class:`OperatorClient`. Operator and vehicle share
-the host's monotonic clock, so send times and decision times are directly comparable.
+the host's monotonic clock, so send times and decision times are directly comparable. The
+in-process rig (recorder, vehicle, operator) is in ``safety_rig.py``, shared with other tests.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
 import math
-import os
 import signal
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 
 import pytest
+from safety_rig import (
+    FALLBACK_AGE_MS,
+    LONG_ROUTE,
+    SCALE,
+    VEHICLE_ID,
+    Vehicle,
+    in_process_operator,
+    now_ms,
+    running_vehicle,
+    wait_until,
+)
 
 from teledrive.operator.client import OperatorClient
-from teledrive.operator.hub import Hub
-from teledrive.operator.patterns import ScriptedPattern
 from teledrive.shared import messages as m
-from teledrive.shared.config import VehicleConfig, parse_config
 from teledrive.vehicle.autonomy.base import AutonomyStatus
-from teledrive.vehicle.camera import Camera, FrameSource, Image
-from teledrive.vehicle.command_gate import CommandArrival, GateVerdict
-from teledrive.vehicle.motor_link import MotorLink
-from teledrive.vehicle.service import VehicleService
-from teledrive.vehicle.sim_world import SimWorld, motor_motion, sim_world_from_config
-from teledrive.vehicle.supervisor import OPERATOR_MODES, Mode, TickOutput, Transition
+from teledrive.vehicle.supervisor import OPERATOR_MODES, Mode, Transition
 from teledrive.vehicle.world import Circle
-from teledrive.vehicle.world_camera import WorldCameraSource
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-SCALE = float(os.environ.get("TELEDRIVE_TIME_SCALE", "1"))
-VEHICLE_ID = "safety-van"
-FALLBACK_AGE_MS = 250.0
 TICK_MS = 20.0
 FALLBACK_BOUND_MS = FALLBACK_AGE_MS + TICK_MS * SCALE  # the bound plus one tick
 VIDEO_FREEZE_MS = 300.0
 HYSTERESIS_MS = 1000.0
-CLOCK_SYNC_ERROR_MS = 5.0  # loopback: the operator's offset estimate is within this
-POLL_S = 0.005
-LONG_ROUTE = [(0.0, 0.0), (40.0, 0.0), (40.0, 10.0)]
 
 
-def now_ms() -> float:
-    return time.monotonic() * 1000.0
-
-
-async def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    """Polls ``predicate`` every few ms until it holds; fails after ``timeout_s * SCALE``."""
-    deadline = time.monotonic() + timeout_s * SCALE
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s * SCALE:.1f} s waiting for {what}")
-        await asyncio.sleep(POLL_S)
-
-
-# ---- recording -------------------------------------------------------------------------------
-
-
-@dataclass
-class Recorder:
-    """Every control step and every accepted drive command, as the vehicle saw them."""
-
-    steps: list[TickOutput] = field(default_factory=list)
-    accepted: dict[int, CommandArrival] = field(default_factory=dict)
-    arrivals: list[CommandArrival] = field(default_factory=list)
-
-    def on_command(self, arrival: CommandArrival, verdict: GateVerdict) -> None:
-        if verdict.accepted:
-            self.accepted[arrival.seq] = arrival
-            self.arrivals.append(arrival)
-
-    def on_step(self, out: TickOutput) -> None:
-        self.steps.append(out)
-
-    def transitions(self) -> list[Transition]:
-        return [t for out in self.steps for t in out.transitions]
-
-    def first_transition(
-        self, *, after_ms: float, from_modes: frozenset[Mode] | None = None
-    ) -> Transition | None:
-        for t in self.transitions():
-            if t.at_ms >= after_ms and (from_modes is None or t.from_mode in from_modes):
-                return t
-        return None
-
-    def last_accepted_before(self, at_ms: float) -> CommandArrival:
-        return max(
-            (a for a in self.arrivals if a.received_ms <= at_ms), key=lambda a: a.received_ms
-        )
-
-    def stale_applications(self) -> list[tuple[int, float, float]]:
-        """(seq, age by its stamps, true age) of every applied command older than the bound.
-
-        A command is applied when a step carries its sequence number (that step's setpoint is
-        what goes to the MCU). True age uses the shared clock, not the offset estimate.
-        """
-        stale = []
-        for out in self.steps:
-            if out.command_seq is None:
-                continue
-            arrival = self.accepted[out.command_seq]
-            age_ms = arrival.age_at(out.now_ms)
-            true_age_ms = out.now_ms - arrival.sent_ms
-            limit_ms = min(FALLBACK_AGE_MS, arrival.ttl_ms)
-            if age_ms > limit_ms or true_age_ms > limit_ms + CLOCK_SYNC_ERROR_MS:
-                stale.append((out.command_seq, age_ms, true_age_ms))
-        return stale
-
-
-# ---- a camera that can freeze ----------------------------------------------------------------
-
-
-class VideoGate:
-    """Freezes every :class:`GatedSource` built on it: no new frame while paused."""
-
-    def __init__(self) -> None:
-        self._running = threading.Event()
-        self._running.set()
-        self.paused_at_ms: float | None = None
-
-    def pause(self) -> None:
-        self.paused_at_ms = now_ms()
-        self._running.clear()
-
-    def resume(self) -> None:
-        self._running.set()
-
-    def passing(self) -> bool:
-        return self._running.is_set()
-
-    def wait_running(self, timeout_s: float) -> bool:
-        return self._running.wait(timeout_s)
-
-
-class GatedSource(FrameSource):
-    """Wraps a source; while the gate is paused, frames are dropped and ``read`` blocks."""
-
-    def __init__(self, inner: FrameSource, gate: VideoGate) -> None:
-        self._inner = inner
-        self._gate = gate
-        self._closed = threading.Event()
-
-    def read(self) -> Image | None:
-        while True:
-            image = self._inner.read()
-            if image is None or self._gate.passing():
-                return image
-            # Captured after the pause: drop it and wait (a frozen camera delivers nothing).
-            while not self._gate.wait_running(0.05):
-                if self._closed.is_set():
-                    return None
-
-    def interrupt(self) -> None:
-        self._closed.set()
-
-    def close(self) -> None:
-        self._closed.set()
-        self._inner.close()
-
-
-# ---- the system ------------------------------------------------------------------------------
-
-
-def vehicle_config(hub_url: str, route: list[tuple[float, float]]) -> VehicleConfig:
-    waypoints = ", ".join(f"[{x}, {y}]" for x, y in route)
-    return parse_config(
-        f'[vehicle]\nid = "{VEHICLE_ID}"\nhub_url = "{hub_url}"\n\n'
-        '[motor]\nurl = "sim://"\n\n'
-        '[[cameras]]\nname = "front"\nsource = "world"\nwidth = 320\nheight = 240\nfps = 30\n\n'
-        f"[sim]\nroute = [{waypoints}]\n",
-        VehicleConfig,
-        source="test vehicle.toml",
-    )
-
-
-@dataclass
-class Vehicle:
-    service: VehicleService
-    world: SimWorld
-    recorder: Recorder
-    video: VideoGate
-
-    @property
-    def mode(self) -> Mode:
-        return self.service.supervisor.mode
-
-    def wheel_speed_mps(self) -> float:
-        telemetry = self.service.motor.last_telemetry
-        return 0.0 if telemetry is None else telemetry.wheel_speed_mmps / 1000.0
-
-
-@pytest.fixture
-async def hub_url() -> AsyncIterator[str]:
-    async with Hub() as hub:
-        await hub.serve("127.0.0.1", 0)
-        yield f"ws://127.0.0.1:{hub.bound_port}"
-
-
-@contextlib.asynccontextmanager
-async def running_vehicle(
-    hub_url: str, route: list[tuple[float, float]], *, gated_camera: bool = False
-) -> AsyncIterator[Vehicle]:
-    """The vehicle service in this event loop, driving in a world with ``route``.
-
-    By default the service builds the world and the world camera from its config; with
-    ``gated_camera`` the test builds them (the same way) so that the video can be frozen.
-    """
-    config = vehicle_config(hub_url, route)
-    recorder = Recorder()
-    gate = VideoGate()
-    hooks = {"on_command": recorder.on_command, "on_step": recorder.on_step}
-    if gated_camera:
-        motor = MotorLink(config.motor.url)
-        assert config.sim is not None
-        world = sim_world_from_config(config.sim, measured=motor_motion(motor))
-        section = config.cameras[0]
-
-        def factory() -> FrameSource:
-            source = WorldCameraSource(
-                world.snapshot, section.width, section.height, section.fps, name=section.name
-            )
-            return GatedSource(source, gate)
-
-        camera = Camera(factory, name=section.name, fps=section.fps)
-        service = VehicleService(
-            config, motor_link=motor, cameras=[camera], autonomy=world, **hooks
-        )
-    else:
-        service = VehicleService(config, **hooks)
-    assert service.sim_world is not None
-    task = asyncio.create_task(service.run())
-    try:
-        await wait_until(lambda: service.signaling.connected.is_set(), 10.0, "hub registration")
-        yield Vehicle(service, service.sim_world, recorder, gate)
-    finally:
-        gate.resume()
-        service.stop()
-        await task
+# ---- an operator process ---------------------------------------------------------------------
 
 
 def start_operator_process(hub_url: str) -> subprocess.Popen[str]:
@@ -276,36 +72,6 @@ def type_setpoint(proc: subprocess.Popen[str], speed_mps: float, steer_rad: floa
     assert proc.stdin is not None
     proc.stdin.write(f"{speed_mps} {steer_rad}\n")
     proc.stdin.flush()
-
-
-@contextlib.asynccontextmanager
-async def in_process_operator(
-    hub_url: str,
-    vehicle: Vehicle,
-    *,
-    speed_mps: float = 0.0,
-    want_control: bool = True,
-    on_message: Callable[[m.Message], None] | None = None,
-) -> AsyncIterator[OperatorClient]:
-    """An :class:`OperatorClient` in this event loop, driving a constant speed straight."""
-    pattern = ScriptedPattern(speed_mps=speed_mps, steer_amplitude_rad=0.0, ramp_s=0.0)
-    client = OperatorClient(
-        hub_url, VEHICLE_ID, operator_id="safety-op", source=pattern, on_message=on_message
-    )
-    client.want_control = want_control
-    task = asyncio.create_task(client.run())
-    try:
-        yield client
-    finally:
-        session = vehicle.service.session
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        if session is not None:
-            # Let the vehicle finish closing the session the operator just left (the hub's
-            # Bye) before the vehicle is stopped: aioice's close swallows a cancellation
-            # that arrives meanwhile, and the vehicle's signaling task would then never end.
-            await session.pc.close()
 
 
 async def drive_under_operator(vehicle: Vehicle, speed_mps: float) -> None:
@@ -398,7 +164,15 @@ async def test_frozen_link_falls_back_and_takeover_needs_hysteresis(
         )
         healthy_from_ms = min(a.received_ms for a in rec.arrivals if a.received_ms > continued_ms)
         # Fresh commands do not hand control back: only a takeover after the hysteresis does.
-        await wait_until(lambda: vehicle.mode is Mode.TELEOP, 10.0, "takeover after hysteresis")
+        # (A takeover changes the mode at once; its transition is published with the next
+        # control step, so wait for the recorded transition, not the mode.)
+        await wait_until(
+            lambda: any(
+                t.to_mode is Mode.TELEOP and t.at_ms >= continued_ms for t in rec.transitions()
+            ),
+            10.0,
+            "takeover after hysteresis",
+        )
         back = rec.first_transition(after_ms=continued_ms)
         assert back is not None
         assert back.to_mode is Mode.TELEOP, rec.transitions()

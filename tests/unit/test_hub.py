@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
+import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.uri import parse_uri
 
 from teledrive.operator.hub import Hub, parse_listen, run_hub
 from teledrive.operator.presence import Role
@@ -37,7 +42,8 @@ from teledrive.shared.signaling import CLOSE_REFUSED, CLOSE_REPLACED
 
 TIME_SCALE = float(os.environ.get("TELEDRIVE_TIME_SCALE", "1"))
 WAIT_S = 5.0 * TIME_SCALE
-HEARTBEAT_S = 0.2
+HEARTBEAT_S = 1.0  # the longest the hub allows: healthy peers on a loaded machine stay
+SILENT_PEER_HEARTBEAT_S = 0.2  # only where a silent peer must be dropped quickly
 REGISTER_TIMEOUT_S = 0.5 * TIME_SCALE
 
 M = TypeVar("M", bound=Message)
@@ -76,8 +82,14 @@ PeerFactory = Callable[..., Awaitable[Peer]]
 
 
 @pytest.fixture
-async def hub() -> AsyncIterator[Hub]:
-    async with Hub(heartbeat_s=HEARTBEAT_S, register_timeout_s=REGISTER_TIMEOUT_S) as hub:
+def heartbeat_s() -> float:
+    """The hub's heartbeat; a test overrides it with ``@pytest.mark.parametrize``."""
+    return HEARTBEAT_S
+
+
+@pytest.fixture
+async def hub(heartbeat_s: float) -> AsyncIterator[Hub]:
+    async with Hub(heartbeat_s=heartbeat_s, register_timeout_s=REGISTER_TIMEOUT_S) as hub:
         await hub.serve("127.0.0.1", 0)
         yield hub
 
@@ -232,6 +244,48 @@ async def test_duplicate_operator_id_replaces_and_ends_its_session(peer: PeerFac
     assert await old.closed() == CLOSE_REPLACED
     assert (await vehicle.expect(Bye)).session == session
     await open_session(vehicle, new, "v1")
+
+
+async def test_frames_from_a_replaced_operator_connection_are_dropped(
+    peer: PeerFactory, hub: Hub
+) -> None:
+    vehicle = await peer("vehicle", "v1")
+    old = await peer("operator", "op1")
+    old.ws.transport.pause_reading()  # a zombie: it has not seen the hub's close yet
+    new = await peer("operator", "op1")
+    session = await open_session(vehicle, new, "v1")
+
+    await old.send(Connect(vehicle_id="v1"))  # sent before it learns it was replaced
+    await old.send(Bye(session=session, reason="stale"))
+    await hub.wait_stats(lambda s: s.get("stale_frames", 0) == 2, WAIT_S)
+
+    # The new connection's session is untouched: its traffic still flows, no Bye, no new one.
+    await new.send(Offer(session=session, sdp="v=0 still here"))
+    assert (await vehicle.expect(Offer)).session == session
+    await new.send(ListVehicles())
+    assert await new.expect(VehicleList)  # not a Bye or a Connect first
+    stats = hub.stats()
+    assert (stats["sessions"], stats["sessions_opened"], stats["relayed"]) == (1, 1, 1)
+    old.ws.transport.resume_reading()
+    assert await old.closed() == CLOSE_REPLACED
+
+
+async def test_status_from_a_replaced_vehicle_connection_is_dropped(
+    peer: PeerFactory, hub: Hub
+) -> None:
+    op = await peer("operator", "op1")
+    old = await peer("vehicle", "v1")
+    old.ws.transport.pause_reading()
+    new = await peer("vehicle", "v1")
+    await new.send(Status(mode="AUTONOMY", reason="released"))
+    assert (await _presence_with_mode(op)).vehicle.mode == "AUTONOMY"
+    await old.send(Status(mode="TELEOP", reason="from the replaced connection"))
+    await hub.wait_stats(lambda s: s.get("stale_frames", 0) == 1, WAIT_S)
+    await op.send(ListVehicles())
+    listed = (await op.expect(VehicleList)).vehicles
+    assert [(v.id, v.mode, v.reason) for v in listed] == [("v1", "AUTONOMY", "released")]
+    old.ws.transport.resume_reading()
+    assert await old.closed() == CLOSE_REPLACED
 
 
 async def test_vehicle_status_reaches_operators_in_presence(peer: PeerFactory, hub: Hub) -> None:
@@ -393,6 +447,7 @@ async def test_operator_disconnect_sends_bye_to_vehicle(peer: PeerFactory, hub: 
     assert presence.vehicle.online
 
 
+@pytest.mark.parametrize("heartbeat_s", [SILENT_PEER_HEARTBEAT_S])
 async def test_peer_that_stops_answering_pings_is_dropped(peer: PeerFactory, hub: Hub) -> None:
     op = await peer("operator", "op1")
     zombie = await peer("vehicle", "v1")
@@ -459,7 +514,7 @@ async def test_bye_for_an_ended_session_is_ignored(peer: PeerFactory, hub: Hub) 
 async def test_run_hub_listens_and_reports_its_url() -> None:
     urls: asyncio.Queue[str] = asyncio.Queue()
     task = asyncio.create_task(
-        run_hub("127.0.0.1:0", heartbeat_s=0.2, on_listening=urls.put_nowait)
+        run_hub("127.0.0.1:0", heartbeat_s=HEARTBEAT_S, on_listening=urls.put_nowait)
     )
     async with asyncio.timeout(WAIT_S):
         url = await urls.get()
@@ -471,3 +526,58 @@ async def test_run_hub_listens_and_reports_its_url() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    ("listen", "host"),
+    [
+        ("127.0.0.1:0", "127.0.0.1"),
+        pytest.param(
+            "[::1]:0",
+            "::1",
+            marks=pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback"),
+        ),
+    ],
+)
+async def test_hub_command_prints_a_url_that_connects(listen: str, host: str) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "teledrive.shared.cli", "hub", "--listen", listen),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    try:
+        async with asyncio.timeout(WAIT_S * 2):  # a fresh interpreter imports the hub first
+            line = (await proc.stdout.readline()).decode().rstrip("\n")
+        prefix = "hub listening on "
+        assert line.startswith(prefix), line
+        url = line.removeprefix(prefix)
+        uri = parse_uri(url)  # a valid websocket URI: IPv6 hosts in brackets
+        assert (uri.host, uri.port > 0) == (host, True), url
+        assert url == f"ws://{'[::1]' if ':' in host else host}:{uri.port}"
+        async with connect(url) as ws:
+            await ws.send(encode_text(Register(role="operator", id="op1")))
+            async with asyncio.timeout(WAIT_S):
+                assert isinstance(decode_signal(await ws.recv()), Registered)
+        proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(WAIT_S):
+            assert await proc.wait() == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+def test_hub_command_refuses_a_malformed_listen_address() -> None:
+    argv = [sys.executable, "-m", "teledrive.shared.cli", "hub", "--listen", "localhost:70000"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=WAIT_S * 2, check=False)
+    assert done.returncode == 2
+    assert "--listen 'localhost:70000': expected HOST:PORT" in done.stderr

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import random
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -31,6 +33,7 @@ from teledrive.shared.signaling import Backoff, SignalingClient
 
 TIME_SCALE = float(os.environ.get("TELEDRIVE_TIME_SCALE", "1"))
 WAIT_S = 5.0 * TIME_SCALE
+HEARTBEAT_S = 1.0  # the hub's longest: healthy peers on a loaded machine are not dropped
 
 
 class Inbox:
@@ -71,7 +74,7 @@ class Running:
 
 @pytest.fixture
 async def hub() -> AsyncIterator[Hub]:
-    async with Hub(heartbeat_s=0.2) as hub:
+    async with Hub(heartbeat_s=HEARTBEAT_S) as hub:
         await hub.serve("127.0.0.1", 0)
         yield hub
 
@@ -154,7 +157,7 @@ def test_bad_url_is_a_config_error() -> None:
 
 
 async def test_reconnects_after_the_hub_restarts(clients: list[Running]) -> None:
-    first = Hub(heartbeat_s=0.2)
+    first = Hub(heartbeat_s=HEARTBEAT_S)
     await first.serve("127.0.0.1", 0)
     port = first.bound_port
     vehicle = start(clients, url_of(first), "vehicle", "v1")
@@ -167,7 +170,7 @@ async def test_reconnects_after_the_hub_restarts(clients: list[Running]) -> None
     with pytest.raises(LinkError):
         await vehicle.client.send(ListVehicles())
 
-    async with Hub(heartbeat_s=0.2) as second:
+    async with Hub(heartbeat_s=HEARTBEAT_S) as second:
         await second.serve("127.0.0.1", port)
         await vehicle.inbox.next(vehicle.inbox.connected)
         await second.wait_stats(lambda s: s["vehicles"] == 1, WAIT_S)
@@ -285,6 +288,104 @@ def test_backoff_doubles_with_jitter_up_to_the_cap_and_resets() -> None:
     backoff.reset()
     assert 0.1 <= backoff.next_delay_s() <= 0.2
     assert 2.5 <= backoff.max_delay_s() <= 5.0
+
+
+def test_backoff_resets_only_after_a_stable_connection() -> None:
+    backoff = Backoff(0.2, 5.0, random.Random(7))
+    for _ in range(4):
+        backoff.next_delay_s()
+    backoff.connection_ended(4.9)  # shorter than the stable period (max_s): keeps growing
+    assert 1.6 <= backoff.next_delay_s() <= 3.2
+    backoff.connection_ended(5.0)
+    assert 0.1 <= backoff.next_delay_s() <= 0.2
+    quick = Backoff(0.2, 5.0, random.Random(7), stable_s=1.0)
+    quick.next_delay_s()
+    quick.connection_ended(1.0)
+    assert 0.1 <= quick.next_delay_s() <= 0.2
+
+
+async def accept_then_drop(ws: ServerConnection) -> None:
+    """A hub that registers every client and drops it at once (overloaded, or crashing)."""
+    register = decode_signal(await ws.recv())
+    assert isinstance(register, Register)
+    await ws.send(encode_text(Registered(id=register.id, heartbeat_ms=1000.0)))
+    await ws.close()
+
+
+async def test_a_hub_that_accepts_then_drops_gets_growing_delays() -> None:
+    attempts_s: list[float] = []
+    enough = asyncio.Event()
+
+    async def counting_connect(url: str, **options: Any) -> ClientConnection:
+        attempts_s.append(time.monotonic())
+        if len(attempts_s) >= 7:
+            enough.set()
+        return await connect(url, **options)
+
+    async with serve(accept_then_drop, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        client = SignalingClient(
+            f"ws://127.0.0.1:{port}",
+            Register(role="vehicle", id="v1"),
+            on_message=Inbox().on_message,
+            backoff_initial_s=0.01,
+            backoff_max_s=0.32,
+            connect=counting_connect,
+            rng=random.Random(1),
+            clock=lambda: 0.0,  # no connection ever lasts: none may reset the backoff
+        )
+        task = asyncio.create_task(client.run())
+        try:
+            async with asyncio.timeout(WAIT_S):
+                await enough.wait()
+        finally:
+            await client.close()
+            async with asyncio.timeout(WAIT_S):
+                await task
+    assert client.stats.registrations >= 6
+    gaps_s = [b - a for a, b in itertools.pairwise(attempts_s)]
+    # After the n-th drop the delay is at least half of min(0.32, 0.01 * 2**(n-1)).
+    assert gaps_s[5] >= 0.16, gaps_s
+    assert sum(gaps_s[:6]) >= 0.315, gaps_s
+
+
+async def test_a_connection_that_stayed_up_resets_the_delays() -> None:
+    attempts = 0
+    enough = asyncio.Event()
+    now_s = 0.0
+
+    def clock() -> float:
+        nonlocal now_s
+        now_s += 60.0  # every connection looks as if it lasted a minute
+        return now_s
+
+    async def counting_connect(url: str, **options: Any) -> ClientConnection:
+        nonlocal attempts
+        attempts += 1
+        if attempts >= 12:
+            enough.set()
+        return await connect(url, **options)
+
+    async with serve(accept_then_drop, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        client = SignalingClient(
+            f"ws://127.0.0.1:{port}",
+            Register(role="vehicle", id="v1"),
+            on_message=Inbox().on_message,
+            backoff_initial_s=0.01,
+            backoff_max_s=30.0,  # without resets, 12 attempts would take 10 s or more
+            connect=counting_connect,
+            rng=random.Random(1),
+            clock=clock,
+        )
+        task = asyncio.create_task(client.run())
+        try:
+            async with asyncio.timeout(WAIT_S):
+                await enough.wait()
+        finally:
+            await client.close()
+            async with asyncio.timeout(WAIT_S):
+                await task
 
 
 def test_backoff_rejects_inverted_bounds() -> None:

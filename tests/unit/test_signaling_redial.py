@@ -6,22 +6,26 @@ import asyncio
 import os
 import random
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
+from websockets.asyncio.client import ClientConnection, connect
 
 from teledrive.operator.hub import Hub
 from teledrive.shared.messages import Error, ListVehicles, Register, SignalMessage
-from teledrive.shared.signaling import SignalingClient
+from teledrive.shared.signaling import Connector, SignalingClient
 
 TIME_SCALE = float(os.environ.get("TELEDRIVE_TIME_SCALE", "1"))
 WAIT_S = 5.0 * TIME_SCALE
+REDIAL_S = 1.0 * TIME_SCALE
+HEARTBEAT_S = 1.0
 
 
 class Client:
     """A vehicle's signaling client, running, with what it received."""
 
-    def __init__(self, url: str, *, backoff_s: float = 0.05) -> None:
+    def __init__(self, url: str, *, backoff_s: float = 0.05, connect: Connector = connect) -> None:
         self.messages: asyncio.Queue[SignalMessage] = asyncio.Queue()
         self.client = SignalingClient(
             url,
@@ -29,6 +33,7 @@ class Client:
             on_message=self.messages.put_nowait,
             backoff_initial_s=backoff_s,
             backoff_max_s=backoff_s,
+            connect=connect,
             rng=random.Random(1),
         )
         self.task = asyncio.create_task(self.client.run())
@@ -41,16 +46,17 @@ class Client:
 
 @pytest.fixture
 async def hub() -> AsyncIterator[Hub]:
-    async with Hub(heartbeat_s=0.2) as hub:
+    async with Hub(heartbeat_s=HEARTBEAT_S) as hub:
         await hub.serve("127.0.0.1", 0)
         yield hub
 
 
-def free_port() -> int:
+@pytest.fixture
+def refusing_url() -> Iterator[str]:
+    """A loopback URL that refuses connections: its port is bound, kept, and not listening."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        yield f"ws://127.0.0.1:{sock.getsockname()[1]}"
 
 
 async def test_redial_takes_over_a_live_connection(hub: Hub) -> None:
@@ -58,7 +64,7 @@ async def test_redial_takes_over_a_live_connection(hub: Hub) -> None:
     vehicle = Client(url)
     try:
         await vehicle.client.wait_registered(WAIT_S)
-        assert await vehicle.client.redial(1.0)
+        assert await vehicle.client.redial(REDIAL_S)
         # The old socket is aborted; on loopback the hub may see it go before it is replaced.
         await hub.wait_stats(lambda s: s["registrations"] == 2 and s["vehicles"] == 1, WAIT_S)
         await vehicle.client.wait_registered(WAIT_S)
@@ -80,7 +86,7 @@ async def test_overlapping_redials_take_over_once(hub: Hub) -> None:
     vehicle = Client(url)
     try:
         await vehicle.client.wait_registered(WAIT_S)
-        results = await asyncio.gather(*(vehicle.client.redial(1.0) for _ in range(3)))
+        results = await asyncio.gather(*(vehicle.client.redial(REDIAL_S) for _ in range(3)))
         assert sorted(results) == [False, False, True]
         await hub.wait_stats(lambda s: s["registrations"] == 2, WAIT_S)
         assert vehicle.client.stats.redials == 1
@@ -89,28 +95,41 @@ async def test_overlapping_redials_take_over_once(hub: Hub) -> None:
         await vehicle.stop()
 
 
-async def test_redial_to_an_unreachable_hub_fails_and_the_client_keeps_trying() -> None:
-    vehicle = Client(f"ws://127.0.0.1:{free_port()}")
+async def test_redial_to_an_unreachable_hub_fails_and_the_client_keeps_trying(
+    refusing_url: str,
+) -> None:
+    vehicle = Client(refusing_url)
     try:
-        assert not await vehicle.client.redial(0.5)
+        assert not await vehicle.client.redial(REDIAL_S)
         assert vehicle.client.stats.redials == 0
         assert not vehicle.task.done()
     finally:
         await vehicle.stop()
 
 
-async def test_redial_cuts_a_long_reconnect_backoff_short() -> None:
-    port = free_port()
-    url = f"ws://127.0.0.1:{port}"
-    backoff_s = 30.0  # far longer than any wait below: only redial can bring it back in time
-    vehicle = Client(url, backoff_s=backoff_s)
+async def test_redial_cuts_a_long_reconnect_backoff_short(hub: Hub) -> None:
+    hub_up = False
+    refused = asyncio.Event()
+
+    async def until_the_hub_is_up(url: str, **options: Any) -> ClientConnection:
+        if not hub_up:
+            refused.set()
+            raise ConnectionRefusedError(f"{url}: the hub is not up yet")
+        return await connect(url, **options)
+
+    backoff_s = 10.0 * WAIT_S  # longer than any wait below: only redial can bring it back
+    vehicle = Client(
+        f"ws://127.0.0.1:{hub.bound_port}", backoff_s=backoff_s, connect=until_the_hub_is_up
+    )
     try:
-        async with Hub(heartbeat_s=0.2) as hub:
-            await hub.serve("127.0.0.1", port)
-            assert await vehicle.client.redial(1.0)
-            registered = await vehicle.client.wait_registered(WAIT_S)
-            assert registered.id == "v1"
-            await vehicle.client.send(ListVehicles())
-            await hub.wait_stats(lambda s: s["bad_messages"] == 1, WAIT_S)
+        async with asyncio.timeout(WAIT_S):
+            await refused.wait()  # the first attempt failed: run() now waits out its backoff
+        hub_up = True
+        assert await vehicle.client.redial(REDIAL_S)
+        registered = await vehicle.client.wait_registered(WAIT_S)
+        assert registered.id == "v1"
+        await vehicle.client.send(ListVehicles())
+        await hub.wait_stats(lambda s: s["bad_messages"] == 1, WAIT_S)
+        assert vehicle.client.stats.reconnects == 1  # run() tried once, then redial took over
     finally:
         await vehicle.stop()
