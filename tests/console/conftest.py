@@ -12,16 +12,3 @@ os.environ["SDL_VIDEODRIVER"] = "dummy"
 os.environ["SDL_AUDIODRIVER"] = "dummy"
 os.environ["SDL_JOYSTICK_ALLOW_BACKGROUND_EVENTS"] = "1"
 os.environ["PYGAME_HIDE_SUPPORT_PROMPT"] = "1"
-
-
-class FakeClock:
-    """A settable clock in ms for sans-I/O logic."""
-
-    def __init__(self, now_ms: float = 1000.0) -> None:
-        self.now_ms = now_ms
-
-    def __call__(self) -> float:
-        return self.now_ms
-
-    def advance(self, ms: float) -> None:
-        self.now_ms += ms

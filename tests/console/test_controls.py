@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import FakeClock
+from console_clock import FakeClock
 from PySide6.QtCore import Qt
 
 from teledrive.operator.console import controls as c
