@@ -40,7 +40,7 @@ COMMAND_TTL_MS = 250.0
 CONNECT_RETRY_S = 2.0
 SESSION_DEAD_S = 1.5
 DRIVE_BACKLOG_BYTES = 512  # about two commands waiting in aiortc's send queue
-SESSION_SETUP_S = 10.0
+SESSION_SETUP_S = 5.0
 
 
 def _round(value: float | None) -> float | None:
@@ -527,6 +527,8 @@ class OperatorClient:
         """A session whose vehicle went silent (aiortc takes ~30 s to notice by itself)."""
         if self.pc is None or self._session_started_s is None:
             return False
+        if self.pc.connectionState in ("failed", "closed"):
+            return True  # ICE or DTLS gave up: no point waiting for the setup time-out
         last_s = self._last_telemetry_s
         if last_s is None:
             return self._clock() - self._session_started_s > SESSION_SETUP_S

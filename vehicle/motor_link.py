@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 import logging
 import math
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -513,7 +514,7 @@ class MotorLink:
             self._counters["write_timeouts"] += 1
             self._last_link_error = f"write timed out on {self.url}: {err}"
             return False
-        except (serial.SerialException, OSError) as err:
+        except (serial.SerialException, OSError, termios.error) as err:
             self._counters["write_errors"] += 1
             self._last_link_error = f"write failed on {self.url}: {err}"
             return False
@@ -548,7 +549,8 @@ class MotorLink:
                 write_timeout=self._write_timeout_s,
             )
             port.reset_input_buffer()
-        except (serial.SerialException, OSError, LinkError, ValueError) as err:
+        # termios.error is not an OSError: a device unplugged between open and the flush.
+        except (serial.SerialException, OSError, termios.error, LinkError, ValueError) as err:
             with self._lock:
                 self._counters["open_failures"] += 1
                 self._last_link_error = f"cannot open {self.url}: {err}"
@@ -582,7 +584,7 @@ class MotorLink:
                 was_ready = self._process(port, data) or was_ready
             with self._lock:  # stopping on purpose: leave the MCU disarmed, not to its watchdog
                 self._write_locked(port, self._session.disarm())
-        except (serial.SerialException, OSError) as err:
+        except (serial.SerialException, OSError, termios.error) as err:
             with self._lock:
                 self._counters["port_errors"] += 1
                 self._last_link_error = f"{self.url}: {err}"
@@ -611,7 +613,7 @@ class MotorLink:
             self._session.connection_lost()
         try:
             port.close()
-        except (serial.SerialException, OSError) as err:
+        except (serial.SerialException, OSError, termios.error) as err:
             logger.debug("motor link: closing %s: %s", self.url, err)
         self._set_connected(False)
 

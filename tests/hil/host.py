@@ -6,6 +6,7 @@ wait on telemetry, INFO and FAULT frames by condition. It numbers its own frames
 
 from __future__ import annotations
 
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -219,7 +220,7 @@ class DriveStream:
             self.last_send_s = time.monotonic()
             try:
                 self._link.drive(self.speed_mmps, self.steer_mrad)
-            except (serial.SerialException, OSError) as err:  # the port went away: stop
+            except (serial.SerialException, OSError, termios.error) as err:  # port went away
                 self.write_error = err
                 return
             self.sent += 1
