@@ -11,7 +11,8 @@ first frame of the new session plus ``--after`` seconds.
 * command_latency_ms_p50/p95: age of each applied command when the vehicle applied it
   (operator send -> motor-controller write), from telemetry, up to the cut.
 * fallback_ms_max: cut -> the vehicle leaving the operator (AUTONOMY or MINIMAL_RISK_STOP),
-  stamped when the vehicle's log line arrives (the worst of the cuts).
+  over the cuts that found the operator in control (``cuts_not_in_control`` counts the others),
+  stamped with the vehicle's own monotonic time of the transition (the worst of the cuts).
 * reconnect_first_frame_ms: link back -> first frame of a NEW peer connection at the operator.
 * longest_freeze_ms: longest gap between frames at the operator, leaving out the cut.
 * stale_commands_applied: the vehicle's runtime count of commands applied past their bound;
@@ -90,7 +91,8 @@ def run(
         "command_latency_ms_p50": steady.get("command_latency_ms_p50"),
         "command_latency_ms_p95": steady.get("command_latency_ms_p95"),
         "rtt_ms_p50": steady.get("rtt_ms_p50"),
-        "fallback_ms_max": _r(max(known_fallbacks)) if len(known_fallbacks) == cuts else None,
+        "fallback_ms_max": _r(max(known_fallbacks)) if known_fallbacks else None,
+        "cuts_not_in_control": cuts - len(known_fallbacks),
         "reconnect_first_frame_ms": (
             _r(max(known_reconnects)) if len(known_reconnects) == cuts else None
         ),

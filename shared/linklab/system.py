@@ -407,9 +407,17 @@ class LabSystem:
         return changes
 
     def fallback_ms(self, cut: Cut) -> float | None:
-        """Cut -> the vehicle leaving the operator (autonomy or minimal-risk stop)."""
-        for t_ms, _previous, mode in self.mode_changes(cut.start_ms):
-            if mode in FALLBACK_MODES:
+        """Cut -> the vehicle leaving the operator (autonomy or minimal-risk stop).
+
+        None when the operator was not in control at the cut (a fallback had already
+        happened, e.g. for frozen video on a lossy link): there was nothing to fall back from.
+        """
+        changes = self.mode_changes()
+        before = [change for change in changes if change[0] <= cut.start_ms]
+        if not before or before[-1][2] not in OPERATOR_MODES:
+            return None
+        for t_ms, previous, mode in changes:
+            if t_ms > cut.start_ms and previous in OPERATOR_MODES and mode in FALLBACK_MODES:
                 return t_ms - cut.start_ms
         return None
 
