@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from teledrive.operator.hub import Hub
+from teledrive.vehicle.mcu_sim import PtyMcu
 
 
 @pytest.fixture
@@ -15,3 +16,10 @@ async def hub_url() -> AsyncIterator[str]:
     async with Hub() as hub:
         await hub.serve("127.0.0.1", 0)
         yield f"ws://127.0.0.1:{hub.bound_port}"
+
+
+@pytest.fixture
+def mcu() -> Iterator[PtyMcu]:
+    """The simulated motor controller on a real pty, owned by the test (so it can watch it)."""
+    with PtyMcu() as sim:
+        yield sim

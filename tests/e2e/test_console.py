@@ -14,7 +14,6 @@ import os
 os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before Qt is imported anywhere
 
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from processes import hub_process, vehicle_process
 from PySide6.QtCore import QObject, QPoint, QRectF, Qt, Signal
 from PySide6.QtGui import QImage
 from pytestqt.exceptions import TimeoutError as QtTimeoutError
@@ -47,52 +47,23 @@ def ms(seconds: float) -> int:
     return int(seconds * 1000 * SCALE)
 
 
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "teledrive.shared.cli", *args]
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-@pytest.fixture
-def mcu() -> Iterator[PtyMcu]:
-    sim = PtyMcu()
-    sim.start()
-    yield sim
-    sim.stop()
-
-
 @pytest.fixture
 def hub_url() -> Iterator[str]:
-    hub = subprocess.Popen(cli("hub", "--listen", "127.0.0.1:0"), stdout=subprocess.PIPE, text=True)
-    try:
-        assert hub.stdout is not None
-        line = hub.stdout.readline().strip()
-        assert line.startswith("hub listening on "), line
-        yield line.removeprefix("hub listening on ")
-    finally:
-        stop(hub)
+    with hub_process() as url:
+        yield url
 
 
 @pytest.fixture
 def vehicle(tmp_path: Path, hub_url: str, mcu: PtyMcu) -> Iterator[subprocess.Popen[str]]:
-    config = tmp_path / "vehicle.toml"
-    config.write_text(
-        f'[vehicle]\nid = "{VEHICLE_ID}"\nhub_url = "{hub_url}"\n\n'
-        f'[motor]\nurl = "{mcu.port_path}"\n\n'
-        f'[[cameras]]\nname = "front"\nsource = "synthetic"\n'
-        f"width = {CAMERA_W}\nheight = {CAMERA_H}\nfps = 30\n"
-    )
-    proc = subprocess.Popen(cli("vehicle", "--config", str(config)), text=True)
-    yield proc
-    stop(proc)
+    with vehicle_process(
+        tmp_path,
+        vehicle_id=VEHICLE_ID,
+        hub_url=hub_url,
+        motor_url=mcu.port_path,
+        width=CAMERA_W,
+        height=CAMERA_H,
+    ) as proc:
+        yield proc
 
 
 class FrameSignal(QObject):

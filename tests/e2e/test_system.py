@@ -11,13 +11,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
 import pytest
+from processes import cli, hub_process, stop, vehicle_process
 
 from teledrive.vehicle.mcu_sim import McuSnapshot, PtyMcu
 
@@ -27,55 +26,18 @@ SCALE = float(os.environ.get("TELEDRIVE_TIME_SCALE", "1"))
 VEHICLE_ID = "e2e-van"
 
 
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "teledrive.shared.cli", *args]
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def read_line(stream: IO[str] | None) -> str:
-    assert stream is not None
-    return stream.readline().strip()
-
-
-@pytest.fixture
-def mcu() -> Iterator[PtyMcu]:
-    sim = PtyMcu()
-    sim.start()
-    yield sim
-    sim.stop()
-
-
 @pytest.fixture
 def hub_url() -> Iterator[str]:
-    hub = subprocess.Popen(cli("hub", "--listen", "127.0.0.1:0"), stdout=subprocess.PIPE, text=True)
-    try:
-        line = read_line(hub.stdout)
-        assert line.startswith("hub listening on "), line
-        yield line.removeprefix("hub listening on ")
-    finally:
-        stop(hub)
+    with hub_process() as url:
+        yield url
 
 
 @pytest.fixture
 def vehicle(tmp_path: Path, hub_url: str, mcu: PtyMcu) -> Iterator[subprocess.Popen[str]]:
-    config = tmp_path / "vehicle.toml"
-    config.write_text(
-        f'[vehicle]\nid = "{VEHICLE_ID}"\nhub_url = "{hub_url}"\n\n'
-        f'[motor]\nurl = "{mcu.port_path}"\n\n'
-        '[[cameras]]\nname = "front"\nsource = "synthetic"\nwidth = 640\nheight = 480\nfps = 30\n'
-    )
-    proc = subprocess.Popen(cli("vehicle", "--config", str(config)), text=True)
-    yield proc
-    stop(proc)
+    with vehicle_process(
+        tmp_path, vehicle_id=VEHICLE_ID, hub_url=hub_url, motor_url=mcu.port_path
+    ) as proc:
+        yield proc
 
 
 def start_operator(hub_url: str, seconds: float | None = None) -> subprocess.Popen[str]:
