@@ -207,7 +207,6 @@ class Hub:
         self._heartbeat_s = heartbeat_s
         self._register_timeout_s = register_timeout_s
         self._links: dict[tuple[Role, str], _Link] = {}
-        self._status: dict[str, Status] = {}
         self._counters = _Counters()
         self._server: Server | None = None
         self._changed = asyncio.Event()
@@ -417,8 +416,6 @@ class Hub:
             return  # replaced by a newer connection, which took over its presence
         del self._links[link.key]
         self._presence.unregister(*link.key)
-        if link.peer.role == "vehicle":
-            self._status.pop(link.peer.id, None)
         logger.info("hub: %s", reason)
         session = self._presence.session_of(*link.key)
         if session is not None:
@@ -467,8 +464,7 @@ class Hub:
 
     def _on_status(self, link: _Link, status: Status) -> None:
         """Keeps a vehicle's status; operators hear of it when its mode or reason changes."""
-        previous = self._status.get(link.peer.id)
-        self._status[link.peer.id] = status
+        previous = self._presence.set_status(link.peer.id, status)
         if previous is None or (previous.mode, previous.reason) != (status.mode, status.reason):
             self._push_presence(link.peer.id)
 
@@ -556,7 +552,7 @@ class Hub:
         if peer is None:
             return VehicleInfo(id=vehicle_id, online=False)
         session = self._presence.session_of("vehicle", vehicle_id)
-        status = self._status.get(vehicle_id)
+        status = self._presence.status_of(vehicle_id)
         return VehicleInfo(
             id=peer.id,
             name=peer.name,

@@ -14,6 +14,8 @@ import builtins
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from teledrive.shared.messages import Status
+
 Role = Literal["vehicle", "operator"]
 
 
@@ -94,6 +96,12 @@ class PresenceStore(Protocol):
     def sessions(self) -> builtins.list[SessionRecord]:
         """All open sessions."""
 
+    def set_status(self, vehicle_id: str, status: Status) -> Status | None:
+        """Keeps a vehicle's latest status; returns the one it replaces."""
+
+    def status_of(self, vehicle_id: str) -> Status | None:
+        """A vehicle's latest status, or ``None`` (none yet, or offline)."""
+
 
 class MemoryPresence:
     """In-process :class:`PresenceStore` for a single hub."""
@@ -101,6 +109,7 @@ class MemoryPresence:
     def __init__(self) -> None:
         self._peers: dict[tuple[Role, str], PeerRecord] = {}
         self._sessions: dict[str, SessionRecord] = {}
+        self._status: dict[str, Status] = {}
         self._session_by_peer: dict[tuple[Role, str], str] = {}
 
     def register(self, peer: PeerRecord) -> None:  # noqa: D102
@@ -108,6 +117,16 @@ class MemoryPresence:
 
     def unregister(self, role: Role, peer_id: str) -> None:  # noqa: D102
         self._peers.pop((role, peer_id), None)
+        if role == "vehicle":
+            self._status.pop(peer_id, None)
+
+    def set_status(self, vehicle_id: str, status: Status) -> Status | None:  # noqa: D102
+        previous = self._status.get(vehicle_id)
+        self._status[vehicle_id] = status
+        return previous
+
+    def status_of(self, vehicle_id: str) -> Status | None:  # noqa: D102
+        return self._status.get(vehicle_id)
 
     def lookup(self, role: Role, peer_id: str) -> PeerRecord | None:  # noqa: D102
         return self._peers.get((role, peer_id))
