@@ -463,9 +463,9 @@ class LinkLab:
         self._children.append(process)
         return process
 
-    def cut(self, seconds: float) -> None:
-        """Cut both directions now for ``seconds``: frames arriving or in flight are lost."""
-        self._control({"op": "cut", "seconds": seconds})
+    def cut(self, duration_s: float) -> None:
+        """Cut both directions now for ``duration_s``: frames arriving or in flight are lost."""
+        self._control({"op": "cut", "seconds": duration_s})
 
     def set_profile(self, profile: str | LinkProfile) -> None:
         """Switch the link to another profile (name or :class:`LinkProfile`)."""

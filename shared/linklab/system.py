@@ -325,11 +325,11 @@ class LabSystem:
             if not self._cond.wait_for(predicate, timeout=timeout_s * time_scale()):
                 raise LinkError(f"linklab system: timed out after {timeout_s} s waiting for {what}")
 
-    def hold(self, seconds: float) -> None:
-        """Lets the system run for ``seconds`` (a measurement window, not a synchronisation)."""
-        deadline_s = time.monotonic() + seconds
+    def hold(self, duration_s: float) -> None:
+        """Lets the system run for ``duration_s`` (a measurement window, not a synchronisation)."""
+        deadline_s = time.monotonic() + duration_s
         with self._cond:
-            self._cond.wait_for(lambda: time.monotonic() >= deadline_s, timeout=seconds)
+            self._cond.wait_for(lambda: time.monotonic() >= deadline_s, timeout=duration_s)
 
     def driving_since(self, t_ms: float) -> bool:
         """Whether telemetry after ``t_ms`` shows an operator command being applied."""
@@ -354,12 +354,12 @@ class LabSystem:
         with self._cond:
             return sum(1 for event in self.events if event["ev"] == "offer")
 
-    def cut(self, seconds: float) -> Cut:
-        """Cuts the link both ways for ``seconds``, now."""
+    def cut(self, duration_s: float) -> Cut:
+        """Cuts the link both ways for ``duration_s``, now."""
         sessions = self.sessions()
         start_ms = now_ms()
-        self.lab.cut(seconds)
-        cut = Cut(start_ms, start_ms + seconds * 1000.0, sessions)
+        self.lab.cut(duration_s)
+        cut = Cut(start_ms, start_ms + duration_s * 1000.0, sessions)
         self.cuts.append(cut)
         return cut
 
