@@ -11,14 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
-import random
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
-
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from teledrive.shared import channels as ch
 from teledrive.shared import messages as m
@@ -37,6 +32,8 @@ from teledrive.vehicle.command_gate import CommandArrival, GateVerdict
 from teledrive.vehicle.control import AutonomySource, Controller, mcu_state_name
 from teledrive.vehicle.mcu_codec import Fault
 from teledrive.vehicle.motor_link import MotorLink
+from teledrive.vehicle.redial import run_redial
+from teledrive.vehicle.session import Session, SessionCloser
 from teledrive.vehicle.sim_world import SimWorld, motor_motion, sim_world_from_config
 from teledrive.vehicle.supervisor import (
     Mode,
@@ -45,8 +42,8 @@ from teledrive.vehicle.supervisor import (
     SupervisorConfig,
     TickOutput,
 )
-from teledrive.vehicle.video_adapt import VideoAdapter, run_video_adaptation
-from teledrive.vehicle.video_track import CameraVideoTrack, prefer_h264
+from teledrive.vehicle.tasks import cancel_all
+from teledrive.vehicle.video_adapt import run_video_adaptation
 from teledrive.vehicle.world_camera import WorldCameraSource
 
 log = logging.getLogger(__name__)
@@ -54,41 +51,7 @@ log = logging.getLogger(__name__)
 TICK_S = 0.02
 TELEMETRY_EVERY_TICKS = 2
 CLOCK_SYNC_EVERY_TICKS = 5
-PC_CLOSE_TIMEOUT_S = 3.0
 STATUS_EVERY_TICKS = 250  # 5 s; and at once on every mode change
-OPERATOR_LOST_MS = 1000.0
-"""No data from the operator for this long: the link was cut, re-dial the hub (see _redial_loop)."""
-SESSION_SETUP_MS = 5000.0
-"""A session whose operator never sent anything counts as lost after this long."""
-REDIAL_EVERY_S = 0.25
-REDIAL_FAST_WINDOW_MS = 10_000.0  # every ~0.25 s for this long after the loss...
-REDIAL_SLOW_EVERY_S = 1.0  # ...then every ~1 s...
-REDIAL_WINDOW_MS = 60_000.0  # ...up to this; after it the signaling backoff alone
-REDIAL_TIMEOUT_S = 1.0
-MAX_REDIALS_IN_FLIGHT = 4
-
-
-async def _close_pc(pc: RTCPeerConnection) -> None:
-    try:
-        await asyncio.wait_for(pc.close(), PC_CLOSE_TIMEOUT_S)
-    except TimeoutError:
-        log.warning("peer connection did not close within %.0f s", PC_CLOSE_TIMEOUT_S)
-
-
-async def _cancel_all(tasks: list[asyncio.Task[Any]], *, grace_s: float = 2.0) -> None:
-    """Cancels tasks and waits for them, cancelling again while one swallows the cancel."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + grace_s
-    pending = {t for t in tasks if not t.done()}
-    while pending and loop.time() < deadline:
-        for task in pending:
-            task.cancel()
-        _done, pending = await asyncio.wait(pending, timeout=min(0.1, grace_s))
-    for task in pending:
-        log.warning("task %s did not stop within %.1f s", task.get_name(), grace_s)
-    for task in tasks:
-        if task.done() and not task.cancelled() and task.exception() is not None:
-            log.warning("task %s failed: %r", task.get_name(), task.exception())
 
 
 def supervisor_config(config: VehicleConfig) -> SupervisorConfig:
@@ -124,22 +87,6 @@ def make_camera(section: CameraSection, *, world: SimWorld | None = None) -> Cam
         return OpenCVSource(device, section.width, section.height, section.fps)
 
     return Camera(factory, name=section.name, fps=section.fps)
-
-
-class Session:
-    """One operator's WebRTC session with this vehicle."""
-
-    def __init__(self, session_id: str, operator_id: str, pc: RTCPeerConnection) -> None:
-        self.id = session_id
-        self.operator_id = operator_id
-        self.pc = pc
-        self.channels: ch.Channels | None = None
-        self.tracks: list[CameraVideoTrack] = []
-        self.published_pts: dict[str, int] = {}
-        self.video: VideoAdapter | None = None
-        self.started_ms = 0.0
-        self.last_data_ms: float | None = None
-        self.redialled = False
 
 
 class VehicleService:
@@ -215,7 +162,7 @@ class VehicleService:
         """Set when :meth:`run` ended because one of its tasks died."""
         self._tick_count = 0
         self._kick = asyncio.Event()
-        self._closing: set[asyncio.Task[None]] = set()
+        self._closer = SessionCloser()
         self._background: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
 
@@ -242,7 +189,10 @@ class VehicleService:
                 ),
                 name="video-budget",
             ),
-            asyncio.create_task(self._redial_loop(), name="redial"),
+            asyncio.create_task(
+                run_redial(lambda: self.session, now_ms=self.now_ms, redial=self.signaling.redial),
+                name="redial",
+            ),
         ]
         stopping = asyncio.create_task(self._stopping.wait(), name="stopping")
         try:
@@ -260,9 +210,9 @@ class VehicleService:
             stopping.cancel()
             # The motor first: whatever else hangs below, the vehicle is already disarmed.
             self._safe_stop_motor()
-            await _cancel_all([*tasks, *self._background])
+            await cancel_all([*tasks, *self._background])
             await self._end_session("vehicle stopping")
-            await _cancel_all(list(self._closing), grace_s=PC_CLOSE_TIMEOUT_S)
+            await self._closer.drain()
             await self.signaling.close()
             for camera in self.cameras:
                 camera.stop()
@@ -277,63 +227,6 @@ class VehicleService:
         """Asks :meth:`run` to finish."""
         self._stopping.set()
 
-    async def _redial_loop(self) -> None:
-        """Re-dials the hub while the operator is lost, so a new session can start at once.
-
-        A lost operator means the link was cut. When it returns, the old websocket may wait
-        seconds for a TCP retransmission (exponential backoff) and the reconnect backoff may
-        be sleeping too, while the operator is already asking the hub for a new session.
-        Fresh connections with a short timeout, every quarter second, get through within about
-        a quarter second of the link's return; the first one takes over (see
-        :meth:`SignalingClient.redial`), once per lost session.
-        """
-        attempts: set[asyncio.Task[None]] = set()
-        last_attempt_ms = -math.inf
-        try:
-            while True:
-                # Jittered, so a fleet that lost its hub together does not dial in lockstep.
-                await asyncio.sleep(REDIAL_EVERY_S * random.uniform(0.6, 1.4))
-                session, now_ms = self.session, self.now_ms()
-                if session is None or not self._operator_lost(session, now_ms):
-                    continue
-                silent_ms = self._silent_ms(session, now_ms)
-                slow = silent_ms > OPERATOR_LOST_MS + REDIAL_FAST_WINDOW_MS
-                if slow and now_ms - last_attempt_ms < REDIAL_SLOW_EVERY_S * 1000.0:
-                    continue
-                if len(attempts) < MAX_REDIALS_IN_FLIGHT:
-                    last_attempt_ms = now_ms
-                    task = asyncio.create_task(self._redial(session), name="redial-attempt")
-                    attempts.add(task)
-                    task.add_done_callback(attempts.discard)
-        finally:
-            for task in attempts:
-                task.cancel()
-
-    @staticmethod
-    def _operator_lost(session: Session, now_ms: float) -> bool:
-        """Whether to re-dial now: the operator is lost, within the redial window.
-
-        The fast redial is for the moment a cut link returns. Past the window (a long outage,
-        or a hub that is down) the signaling client's jittered backoff takes over, so a
-        fleet does not dial a recovering hub in lockstep four times a second.
-        """
-        if session.redialled:
-            return False
-        silent_ms = VehicleService._silent_ms(session, now_ms)
-        return OPERATOR_LOST_MS < silent_ms <= OPERATOR_LOST_MS + REDIAL_WINDOW_MS
-
-    @staticmethod
-    def _silent_ms(session: Session, now_ms: float) -> float:
-        """How long the operator has been silent (a session never heard gets its setup time)."""
-        if session.last_data_ms is None:
-            return now_ms - session.started_ms - SESSION_SETUP_MS + OPERATOR_LOST_MS
-        return now_ms - session.last_data_ms
-
-    async def _redial(self, session: Session) -> None:
-        if await self.signaling.redial(REDIAL_TIMEOUT_S):
-            session.redialled = True
-            log.warning("operator of session %s lost: re-dialled the hub", session.id)
-
     def _safe_stop_motor(self) -> None:
         # MotorLink.stop() sends DISARM before closing the port.
         self.motor.stop()
@@ -346,8 +239,7 @@ class VehicleService:
                 await self._start_session(session_id, operator_id or "?")
             case m.Answer(session=session_id, sdp=sdp):
                 if self.session is not None and self.session.id == session_id:
-                    answer = RTCSessionDescription(sdp=sdp, type="answer")
-                    await self.session.pc.setRemoteDescription(answer)
+                    await self.session.accept_answer(sdp)
             case m.Bye(session=session_id, reason=reason):
                 if self.session is not None and self.session.id == session_id:
                     await self._end_session(f"bye: {reason}")
@@ -358,32 +250,14 @@ class VehicleService:
 
     async def _start_session(self, session_id: str, operator_id: str) -> None:
         await self._end_session("replaced by a new session")
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        session = Session(session_id, operator_id, pc)
+        session = Session(session_id, operator_id)
         self.session = session
         session.started_ms = self.now_ms()
         self.supervisor.on_operator_session(self.now_ms())
-        for camera in self.cameras:
-            track = CameraVideoTrack(camera)
-            transceiver = pc.addTransceiver(track, direction="sendonly")
-            prefer_h264(transceiver)
-            track.bind_sender(transceiver.sender)
-            session.tracks.append(track)
-        session.video = VideoAdapter(session.tracks)
-
-        # Bound to this session: a message still queued on a replaced session's channels
-        # (a takeover, a release...) must not act on the vehicle.
-        def on_data(message: m.DataMessage) -> None:
-            if self.session is session:
-                self._on_data(message)
-
-        def on_error(spec: ch.ChannelSpec, text: str) -> None:
-            if self.session is session:
-                self._on_data_error(spec, text)
-
-        session.channels = ch.open_channels(pc, on_data, on_error)
-        await pc.setLocalDescription(await pc.createOffer())
-        await self.signaling.send(m.Offer(session=session_id, sdp=pc.localDescription.sdp))
+        session.add_cameras(self.cameras)
+        session.open_channels(self._on_data, self._on_data_error, current=lambda: self.session)
+        sdp = await session.create_offer()
+        await self.signaling.send(m.Offer(session=session_id, sdp=sdp))
         log.info("session %s with operator %s: offer sent", session_id, operator_id)
 
     async def _end_session(self, reason: str) -> None:
@@ -391,11 +265,8 @@ class VehicleService:
         if session is None:
             return
         log.info("session %s ended: %s", session.id, reason)
-        # Closed in a task of its own: aioice's close can take long and swallows a cancel,
-        # which must not stall the signaling reader that delivered the Bye.
-        task = asyncio.create_task(_close_pc(session.pc), name=f"close-{session.id}")
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        # Closed in the background: see SessionCloser.
+        self._closer.close(session)
 
     # -- data channels ----------------------------------------------------------------------
 
@@ -580,14 +451,5 @@ class VehicleService:
                 stale_applied=self.audit.stale_applied,
             )
         )
-        frames = []
-        for track in session.tracks:
-            name = track.camera.name
-            last = session.published_pts.get(name, -1)
-            for pts, capture_s in track.recent_capture_times():
-                if pts > last:
-                    frames.append(m.FrameTime(camera=name, pts=pts, capture_ms=capture_s * 1000.0))
-                    last = pts
-            session.published_pts[name] = last
-        for start in range(0, len(frames), 64):
-            session.channels.telemetry.send(m.FrameTimes(frames=frames[start : start + 64]))
+        for frame_times in session.new_frame_times():
+            session.channels.telemetry.send(frame_times)

@@ -1,0 +1,162 @@
+"""When to re-dial the hub after the operator went silent, and the loop that does it.
+
+A lost operator means the link was cut. When it returns, the old websocket may wait seconds for
+a TCP retransmission (exponential backoff) and the reconnect backoff may be sleeping too, while
+the operator is already asking the hub for a new session. Fresh connections with a short
+timeout, every quarter second, get through within about a quarter second of the link's return;
+the first one takes over (see :meth:`SignalingClient.redial`), once per lost session.
+
+:class:`RedialPolicy` is the sans-I/O decision (times in, yes/no out); :func:`run_redial` is the
+asyncio loop that asks it and starts the attempts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+OPERATOR_LOST_MS = 1000.0
+"""No data from the operator for this long: the link was cut, re-dial the hub."""
+SESSION_SETUP_MS = 5000.0
+"""A session whose operator never sent anything counts as lost after this long."""
+REDIAL_EVERY_S = 0.25
+REDIAL_FAST_WINDOW_MS = 10_000.0  # every ~0.25 s for this long after the loss...
+REDIAL_SLOW_EVERY_S = 1.0  # ...then every ~1 s...
+REDIAL_WINDOW_MS = 60_000.0  # ...up to this; after it the signaling backoff alone
+REDIAL_TIMEOUT_S = 1.0
+MAX_REDIALS_IN_FLIGHT = 4
+
+
+class OperatorActivity(Protocol):
+    """What the policy reads of a session (a :class:`~teledrive.vehicle.session.Session`)."""
+
+    @property
+    def id(self) -> str:
+        """The session id (for the log)."""
+        ...
+
+    @property
+    def started_ms(self) -> float:
+        """When the session started, vehicle clock in ms."""
+        ...
+
+    @property
+    def last_data_ms(self) -> float | None:
+        """When the operator last sent anything (None: never)."""
+        ...
+
+    @property
+    def redialled(self) -> bool:
+        """Whether a re-dial already got through for this session."""
+        ...
+
+
+def silent_ms(session: OperatorActivity, now_ms: float) -> float:
+    """How long the operator has been silent (a session never heard gets its setup time)."""
+    if session.last_data_ms is None:
+        return now_ms - session.started_ms - SESSION_SETUP_MS + OPERATOR_LOST_MS
+    return now_ms - session.last_data_ms
+
+
+def operator_lost(session: OperatorActivity, now_ms: float) -> bool:
+    """Whether to re-dial now: the operator is lost, within the redial window.
+
+    The fast redial is for the moment a cut link returns. Past the window (a long outage, or a
+    hub that is down) the signaling client's jittered backoff takes over, so a fleet does not
+    dial a recovering hub in lockstep four times a second.
+    """
+    if session.redialled:
+        return False
+    silent = silent_ms(session, now_ms)
+    return OPERATOR_LOST_MS < silent <= OPERATOR_LOST_MS + REDIAL_WINDOW_MS
+
+
+class RedialPolicy:
+    """Decides, at each poll, whether to start a re-dial attempt (sans-I/O).
+
+    Fast (every poll) for :data:`REDIAL_FAST_WINDOW_MS` after the loss, then at most one attempt
+    per :data:`REDIAL_SLOW_EVERY_S`, never more than :data:`MAX_REDIALS_IN_FLIGHT` at once, and
+    nothing outside the window of :func:`operator_lost`.
+    """
+
+    def __init__(self) -> None:
+        self.last_attempt_ms = -math.inf
+        """When the last attempt was started (vehicle clock, ms)."""
+
+    def should_dial(
+        self, session: OperatorActivity | None, now_ms: float, *, in_flight: int
+    ) -> bool:
+        """Whether to start an attempt now; a yes counts as the attempt's start.
+
+        Args:
+            session: the current operator session (None: no session, nothing to re-dial).
+            now_ms: the vehicle clock in ms.
+            in_flight: attempts started and not finished yet.
+        """
+        if session is None or not operator_lost(session, now_ms):
+            return False
+        slow = silent_ms(session, now_ms) > OPERATOR_LOST_MS + REDIAL_FAST_WINDOW_MS
+        if slow and now_ms - self.last_attempt_ms < REDIAL_SLOW_EVERY_S * 1000.0:
+            return False
+        if in_flight >= MAX_REDIALS_IN_FLIGHT:
+            return False
+        self.last_attempt_ms = now_ms
+        return True
+
+
+class RedialSession(Protocol):
+    """A session the loop reads and marks as re-dialled."""
+
+    id: str
+    started_ms: float
+    last_data_ms: float | None
+    redialled: bool
+
+
+async def run_redial(
+    current: Callable[[], RedialSession | None],
+    *,
+    now_ms: Callable[[], float],
+    redial: Callable[[float], Awaitable[bool]],
+    policy: RedialPolicy | None = None,
+) -> None:
+    """Re-dials the hub while the operator is lost, so a new session can start at once.
+
+    Runs until cancelled (and then cancels its attempts in flight).
+
+    Args:
+        current: returns the current operator session (None without one).
+        now_ms: the vehicle clock in ms.
+        redial: one attempt with a timeout in s (:meth:`SignalingClient.redial`); True when it
+            got through.
+        policy: the decision; a fresh :class:`RedialPolicy` when None.
+    """
+    policy = policy if policy is not None else RedialPolicy()
+    attempts: set[asyncio.Task[None]] = set()
+
+    async def attempt(session: RedialSession) -> None:
+        if await redial(REDIAL_TIMEOUT_S):
+            session.redialled = True
+            log.warning("operator of session %s lost: re-dialled the hub", session.id)
+
+    try:
+        while True:
+            # Jittered, so a fleet that lost its hub together does not dial in lockstep.
+            await asyncio.sleep(REDIAL_EVERY_S * random.uniform(0.6, 1.4))
+            session = current()
+            if session is None or not policy.should_dial(
+                session, now_ms(), in_flight=len(attempts)
+            ):
+                continue
+            task = asyncio.create_task(attempt(session), name="redial-attempt")
+            attempts.add(task)
+            task.add_done_callback(attempts.discard)
+    finally:
+        for task in attempts:
+            task.cancel()

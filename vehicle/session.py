@@ -1,0 +1,140 @@
+"""One operator's WebRTC session with the vehicle: its peer connection, tracks and channels.
+
+The service owns which session is current; a :class:`Session` builds its peer connection's
+media and data channels, binds the channels' callbacks to itself (a message still queued on a
+replaced session must not act on the vehicle), and :class:`SessionCloser` closes replaced
+sessions in the background within :data:`PC_CLOSE_TIMEOUT_S`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+from teledrive.shared import channels as ch
+from teledrive.shared import messages as m
+from teledrive.vehicle.camera import Camera
+from teledrive.vehicle.tasks import cancel_all
+from teledrive.vehicle.video_adapt import VideoAdapter
+from teledrive.vehicle.video_track import CameraVideoTrack, prefer_h264
+
+log = logging.getLogger(__name__)
+
+PC_CLOSE_TIMEOUT_S = 3.0
+FRAME_TIMES_PER_MESSAGE = 64
+
+
+class Session:
+    """One operator's WebRTC session with this vehicle.
+
+    Args:
+        session_id: the hub's session id.
+        operator_id: the operator's id (for the log).
+        pc: the session's peer connection; a new one without ICE servers when None.
+    """
+
+    def __init__(
+        self, session_id: str, operator_id: str, pc: RTCPeerConnection | None = None
+    ) -> None:
+        self.id = session_id
+        self.operator_id = operator_id
+        self.pc = pc if pc is not None else RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.channels: ch.Channels | None = None
+        self.tracks: list[CameraVideoTrack] = []
+        self.published_pts: dict[str, int] = {}
+        self.video: VideoAdapter | None = None
+        self.started_ms = 0.0
+        self.last_data_ms: float | None = None
+        self.redialled = False
+
+    def add_cameras(self, cameras: Iterable[Camera]) -> None:
+        """Adds one send-only H.264 video track per camera, and the video adapter over them."""
+        for camera in cameras:
+            track = CameraVideoTrack(camera)
+            transceiver = self.pc.addTransceiver(track, direction="sendonly")
+            prefer_h264(transceiver)
+            track.bind_sender(transceiver.sender)
+            self.tracks.append(track)
+        self.video = VideoAdapter(self.tracks)
+
+    def open_channels(
+        self,
+        on_data: Callable[[m.DataMessage], None],
+        on_error: Callable[[ch.ChannelSpec, str], None],
+        *,
+        current: Callable[[], Session | None],
+    ) -> None:
+        """Opens the data channels; their callbacks run only while this session is current.
+
+        Args:
+            on_data: called with every valid message.
+            on_error: called with the channel and a description of every bad message.
+            current: returns the service's current session.
+        """
+
+        def bound_data(message: m.DataMessage) -> None:
+            if current() is self:
+                on_data(message)
+
+        def bound_error(spec: ch.ChannelSpec, text: str) -> None:
+            if current() is self:
+                on_error(spec, text)
+
+        self.channels = ch.open_channels(self.pc, bound_data, bound_error)
+
+    async def create_offer(self) -> str:
+        """Sets the local description to a new offer and returns its SDP."""
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return str(self.pc.localDescription.sdp)
+
+    async def accept_answer(self, sdp: str) -> None:
+        """Sets the operator's answer as the remote description."""
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+
+    def new_frame_times(self) -> list[m.FrameTimes]:
+        """The capture times of frames sent since the last call, in messages of up to 64."""
+        frames = []
+        for track in self.tracks:
+            name = track.camera.name
+            last = self.published_pts.get(name, -1)
+            for pts, capture_s in track.recent_capture_times():
+                if pts > last:
+                    frames.append(m.FrameTime(camera=name, pts=pts, capture_ms=capture_s * 1000.0))
+                    last = pts
+            self.published_pts[name] = last
+        return [
+            m.FrameTimes(frames=frames[start : start + FRAME_TIMES_PER_MESSAGE])
+            for start in range(0, len(frames), FRAME_TIMES_PER_MESSAGE)
+        ]
+
+
+async def close_pc(pc: RTCPeerConnection) -> None:
+    """Closes a peer connection, giving up (with a warning) after :data:`PC_CLOSE_TIMEOUT_S`."""
+    try:
+        await asyncio.wait_for(pc.close(), PC_CLOSE_TIMEOUT_S)
+    except TimeoutError:
+        log.warning("peer connection did not close within %.0f s", PC_CLOSE_TIMEOUT_S)
+
+
+class SessionCloser:
+    """Closes ended sessions' peer connections in tasks of their own.
+
+    aioice's close can take long and swallows a cancel, which must not stall the signaling
+    reader that delivered the Bye.
+    """
+
+    def __init__(self) -> None:
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def close(self, session: Session) -> None:
+        """Starts closing the session's peer connection in the background."""
+        task = asyncio.create_task(close_pc(session.pc), name=f"close-{session.id}")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def drain(self) -> None:
+        """Cancels the closes still running and waits up to :data:`PC_CLOSE_TIMEOUT_S`."""
+        await cancel_all(list(self._closing), grace_s=PC_CLOSE_TIMEOUT_S)
