@@ -15,6 +15,7 @@ from __future__ import annotations
 import abc
 import collections
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -45,6 +46,7 @@ _COUNTER_MASK = (1 << BARCODE_COUNTER_BITS) - 1
 _CHECK_SALT = 0xA5
 _LUMA_THRESHOLD = 128
 _SAMPLE_MARGIN_PX = 4
+_QUEUE_POLL_S = 0.05  # how often a blocked QueueSource.read checks for close
 
 MIN_SYNTHETIC_WIDTH_PX = BARCODE_WIDTH_PX
 MIN_SYNTHETIC_HEIGHT_PX = 2 * BARCODE_HEIGHT_PX
@@ -232,6 +234,44 @@ class SyntheticSource(FrameSource):
     def close(self) -> None:
         """Stop producing frames."""
         self._closed = True
+
+
+class QueueSource(FrameSource):
+    """A virtual device fed by code: :meth:`put` an image, or None to make it "unplug".
+
+    ``read`` blocks until something is put or the source is closed, like a real camera
+    waiting for its next frame. For tests, and for feeding pictures from another pipeline.
+    """
+
+    def __init__(self) -> None:
+        self._frames: queue.Queue[Image | None] = queue.Queue()
+        self._closed = threading.Event()
+
+    def put(self, image: Image | None) -> None:
+        """Delivers ``image`` to the next ``read`` (None: the device disappears)."""
+        self._frames.put(image)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the source was closed or interrupted."""
+        return self._closed.is_set()
+
+    def read(self) -> Image | None:
+        """The next image put, or None when unplugged or closed."""
+        while not self._closed.is_set():
+            try:
+                return self._frames.get(timeout=_QUEUE_POLL_S)
+            except queue.Empty:
+                continue
+        return None
+
+    def close(self) -> None:
+        """Closes the source; a blocked ``read`` returns None."""
+        self._closed.set()
+
+    def interrupt(self) -> None:
+        """Unblocks ``read`` (the camera is stopping)."""
+        self._closed.set()
 
 
 class OpenCVSource(FrameSource):

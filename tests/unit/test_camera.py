@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import queue
-import threading
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ from teledrive.vehicle.camera import (
     Camera,
     FrameSource,
     Image,
+    QueueSource,
     SyntheticSource,
     draw_frame_counter,
     read_frame_counter,
@@ -88,40 +88,18 @@ def test_synthetic_source_rejects_bad_config(width: int, height: int, fps: float
         SyntheticSource(width, height, fps, name="x")
 
 
-class ScriptedSource(FrameSource):
-    """A test device fed by the test: read() blocks until an image (or None = unplug) comes."""
-
-    def __init__(self) -> None:
-        self.frames: queue.Queue[Image | None] = queue.Queue()
-        self.closed = threading.Event()
-
-    def read(self) -> Image | None:
-        while not self.closed.is_set():
-            try:
-                return self.frames.get(timeout=0.05)
-            except queue.Empty:
-                continue
-        return None
-
-    def close(self) -> None:
-        self.closed.set()
-
-    def interrupt(self) -> None:
-        self.closed.set()
-
-
 class ScriptedFactory:
-    """Opens ScriptedSources; fails the first `failures` opens."""
+    """Opens QueueSources; fails the first `failures` opens."""
 
     def __init__(self, failures: int = 0) -> None:
         self.failures = failures
-        self.opened: queue.Queue[ScriptedSource] = queue.Queue()
+        self.opened: queue.Queue[QueueSource] = queue.Queue()
 
     def __call__(self) -> FrameSource:
         if self.failures > 0:
             self.failures -= 1
             raise LinkError("scripted device: not plugged in")
-        source = ScriptedSource()
+        source = QueueSource()
         self.opened.put(source)
         return source
 
@@ -141,7 +119,7 @@ def test_camera_keeps_only_the_newest_frame_and_stamps_it() -> None:
     try:
         source = factory.opened.get(timeout=WAIT_S)
         for counter in (10, 11, 12):
-            source.frames.put(image_with(counter))
+            source.put(image_with(counter))
         frame = camera.wait_newer(2, WAIT_S)
         assert frame is not None
         assert frame.index == 3
@@ -172,7 +150,7 @@ def test_camera_reports_fps_from_capture_times() -> None:
         source = factory.opened.get(timeout=WAIT_S)
         assert camera.fps == 0.0
         for counter in range(10):
-            source.frames.put(image_with(counter))
+            source.put(image_with(counter))
         assert camera.wait_newer(9, WAIT_S) is not None
         assert camera.fps == pytest.approx(20.0)
     finally:
@@ -186,20 +164,20 @@ def test_camera_recovers_from_a_device_that_disappears() -> None:
     try:
         first = factory.opened.get(timeout=WAIT_S)
         assert camera.device_failures == 2  # two failed opens before this one
-        first.frames.put(image_with(1))
+        first.put(image_with(1))
         assert camera.wait_newer(0, WAIT_S) is not None
-        first.frames.put(None)  # unplugged
+        first.put(None)  # unplugged
         second = factory.opened.get(timeout=WAIT_S)
-        assert first.closed.is_set()
+        assert first.closed
         assert camera.device_failures == 3
-        second.frames.put(image_with(2))
+        second.put(image_with(2))
         frame = camera.wait_newer(1, WAIT_S)
         assert frame is not None
         assert frame.index == 2
         assert read_frame_counter(frame.image) == 2
     finally:
         camera.stop()
-    assert second.closed.is_set()
+    assert second.closed
 
 
 def test_camera_subscribers_are_told_of_each_frame() -> None:
@@ -210,10 +188,10 @@ def test_camera_subscribers_are_told_of_each_frame() -> None:
     camera.start()
     try:
         source = factory.opened.get(timeout=WAIT_S)
-        source.frames.put(image_with(1))
+        source.put(image_with(1))
         assert seen.get(timeout=WAIT_S) == 1
         unsubscribe()
-        source.frames.put(image_with(2))
+        source.put(image_with(2))
         assert camera.wait_newer(1, WAIT_S) is not None
         assert seen.empty()
     finally:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import queue
-import threading
 from collections.abc import Iterator
 
 import av
@@ -15,31 +14,11 @@ from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.codecs.h264 import H264Encoder
 
 from teledrive.shared.errors import ConfigError
-from teledrive.vehicle.camera import Camera, FrameSource, Image, draw_frame_counter
+from teledrive.vehicle.camera import Camera, Image, QueueSource, draw_frame_counter
 from teledrive.vehicle.video_track import VIDEO_CLOCK_HZ, CameraVideoTrack, prefer_h264
 
 TIME_SCALE = float(os.environ.get("TELEDRIVE_TIME_SCALE", "1"))
 WAIT_S = 5.0 * TIME_SCALE
-
-
-class ScriptedSource(FrameSource):
-    def __init__(self) -> None:
-        self.frames: queue.Queue[Image | None] = queue.Queue()
-        self.closed = threading.Event()
-
-    def read(self) -> Image | None:
-        while not self.closed.is_set():
-            try:
-                return self.frames.get(timeout=0.05)
-            except queue.Empty:
-                continue
-        return None
-
-    def close(self) -> None:
-        self.closed.set()
-
-    def interrupt(self) -> None:
-        self.closed.set()
 
 
 def image_with(counter: int) -> Image:
@@ -52,7 +31,7 @@ class Rig:
     """A camera on a scripted source whose capture clock the test sets per frame."""
 
     def __init__(self) -> None:
-        self.source = ScriptedSource()
+        self.source = QueueSource()
         self.capture_times: queue.Queue[float] = queue.Queue()
         self.camera = Camera(
             lambda: self.source, name="front", fps=30, clock=self.capture_times.get_nowait
@@ -61,7 +40,7 @@ class Rig:
 
     def publish(self, capture_time_s: float, counter: int) -> None:
         self.capture_times.put(capture_time_s)
-        self.source.frames.put(image_with(counter))
+        self.source.put(image_with(counter))
 
     async def wait_index(self, index: int) -> None:
         frame = await asyncio.to_thread(self.camera.wait_newer, index - 1, WAIT_S)
