@@ -183,6 +183,7 @@ class OperatorClient:
         self.jitter_buffers: list[FastJitterBuffer] = []
         """The current session's video jitter buffers (fed the clock-sync round trips)."""
         self._connect_sent_s: float | None = None
+        self._waiting_for: str | None = None
         self._seq = 0
         self._drive_start_s: float | None = None
         self._control_seq: int | None = None
@@ -264,6 +265,7 @@ class OperatorClient:
         match message:
             case m.Offer(session=session_id, sdp=sdp):
                 self._connect_sent_s = None
+                self._waiting_for = None
                 await self._answer(session_id, sdp)
             case m.Connect(session=session_id):
                 self.session_id = session_id
@@ -274,8 +276,10 @@ class OperatorClient:
                     self._connect_sent_s = None
             case m.Error(code="unknown_vehicle" | "busy" as code, message=text):
                 # Not an error of ours: the vehicle is offline or driven by someone else;
-                # presence tells when to ask again.
-                log.info("hub: %s: %s", code, text)
+                # presence tells when to ask again. Said once per change, not per retry.
+                if code != self._waiting_for:
+                    self._waiting_for = code
+                    log.warning("vehicle %r: %s; waiting for it", self.vehicle_id, text)
                 self._connect_sent_s = None if code == "unknown_vehicle" else self._clock()
             case m.Error(code=code, message=text):
                 self.stats.errors += 1

@@ -451,7 +451,8 @@ class SignalingClient:
             self._stats.messages_received += 1
             if isinstance(message, Error):
                 self._stats.errors_received += 1
-                logger.warning(
+                # Counted here; what an error means (and how loud to be) is the caller's call.
+                logger.info(
                     "signaling %s: hub error %s: %s", self._url, message.code, message.message
                 )
             await self._call(self._on_message, message)
