@@ -187,7 +187,6 @@ class OperatorClient:
         self._seq = 0
         self._drive_start_s: float | None = None
         self._control_seq: int | None = None
-        self._last_frame_s: float | None = None
         self._last_frame_by_camera: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._track_tasks: set[asyncio.Task[None]] = set()
@@ -345,7 +344,6 @@ class OperatorClient:
                 if stats.first_frame_s is None:
                     stats.first_frame_s = now_s
                 stats.last_frame_s = now_s
-                self._last_frame_s = now_s
                 self._last_frame_by_camera[name] = now_s
                 if frame.pts is not None:
                     now_ms = now_s * 1000.0

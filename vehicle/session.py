@@ -99,12 +99,10 @@ class Session:
         frames = []
         for track in self.tracks:
             name = track.camera.name
-            last = self.published_pts.get(name, -1)
-            for pts, capture_s in track.recent_capture_times():
-                if pts > last:
-                    frames.append(m.FrameTime(camera=name, pts=pts, capture_ms=capture_s * 1000.0))
-                    last = pts
-            self.published_pts[name] = last
+            newer = track.capture_times_after(self.published_pts.get(name, -1))
+            frames += [m.FrameTime(camera=name, pts=p, capture_ms=t * 1000.0) for p, t in newer]
+            if newer:
+                self.published_pts[name] = newer[-1][0]
         return [
             m.FrameTimes(frames=frames[start : start + FRAME_TIMES_PER_MESSAGE])
             for start in range(0, len(frames), FRAME_TIMES_PER_MESSAGE)

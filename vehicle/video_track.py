@@ -213,6 +213,20 @@ class CameraVideoTrack(MediaStreamTrack):
         """The remembered (pts, capture_time_s) pairs, oldest first."""
         return list(self._capture_by_pts.items())
 
+    def capture_times_after(self, pts: int) -> list[tuple[int, float]]:
+        """The remembered (pts, capture_time_s) pairs newer than ``pts``, oldest first.
+
+        Walks back from the newest only as far as needed (pts only grow), so publishing a
+        few new frames does not copy the whole history each time.
+        """
+        newer = []
+        for item in reversed(self._capture_by_pts.items()):
+            if item[0] <= pts:
+                break
+            newer.append(item)
+        newer.reverse()
+        return newer
+
     # -- operating point -------------------------------------------------------------------
 
     def apply_operating_point(self, point: OperatingPoint) -> None:

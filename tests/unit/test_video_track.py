@@ -265,3 +265,16 @@ async def test_real_sender_still_has_the_private_keyframe_flag(rig: Rig) -> None
         assert hasattr(sender, "_RTCRtpSender__force_keyframe"), "aiortc internals changed"
     finally:
         await pc.close()
+
+
+async def test_capture_times_after_gives_only_the_newer_frames(rig: Rig) -> None:
+    track = CameraVideoTrack(rig.camera)
+    for counter in range(1, 5):
+        rig.publish(float(counter), counter)
+        await rig.wait_index(counter)
+        await asyncio.wait_for(track.recv(), WAIT_S)
+    every = track.recent_capture_times()
+    assert track.capture_times_after(-1) == every
+    assert track.capture_times_after(every[1][0]) == every[2:]
+    assert track.capture_times_after(every[-1][0]) == []
+    track.stop()
