@@ -15,7 +15,7 @@ import statistics
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -23,7 +23,11 @@ from aiortc.mediastreams import MediaStreamError
 
 from teledrive.operator.g2g import GlassToGlass
 from teledrive.operator.patterns import CommandSource, ScriptedPattern
-from teledrive.operator.video_receive import FastJitterBuffer, install_fast_jitter_buffer
+from teledrive.operator.video_receive import (
+    FastJitterBuffer,
+    JitterStats,
+    install_fast_jitter_buffer,
+)
 from teledrive.shared import channels as ch
 from teledrive.shared import messages as m
 from teledrive.shared.clock_sync import ClockSync
@@ -65,6 +69,8 @@ class OperatorStats:
     controller acknowledged. ``command_latency_ms`` holds the vehicle's age of each newly
     applied command at application (operator send -> motor-controller write, from telemetry);
     ``stale_commands_applied`` is the vehicle's count of commands applied past their bound.
+    ``video_receive`` holds the counters of every session's video jitter buffers (summed in
+    the summary as ``video_recovery``: retransmissions, keyframe requests, repeats).
     """
 
     frames_received: int = 0
@@ -84,6 +90,7 @@ class OperatorStats:
     sessions: int = 0
     last_telemetry: m.Telemetry | None = None
     g2g: GlassToGlass = field(default_factory=GlassToGlass)
+    video_receive: list[JitterStats] = field(default_factory=list)
 
     def video_fps(self) -> float:
         """Mean frame rate between the first and the last frame."""
@@ -112,7 +119,16 @@ class OperatorStats:
             "sessions": self.sessions,
             "mode": self.last_telemetry.mode if self.last_telemetry else None,
             "drops": dict(self.last_telemetry.drops) if self.last_telemetry else {},
+            "video_recovery": self.video_recovery(),
         }
+
+    def video_recovery(self) -> dict[str, int]:
+        """The video jitter buffers' counters, summed over cameras and sessions."""
+        totals: dict[str, int] = {}
+        for stats in self.video_receive:
+            for name, value in asdict(stats).items():
+                totals[name] = totals.get(name, 0) + value
+        return totals
 
 
 class OperatorClient:
@@ -316,7 +332,9 @@ class OperatorClient:
         if self.fast_video:
             for transceiver in pc.getTransceivers():
                 if transceiver.kind == "video":
-                    self.jitter_buffers.append(install_fast_jitter_buffer(transceiver.receiver))
+                    buffer = install_fast_jitter_buffer(transceiver.receiver)
+                    self.jitter_buffers.append(buffer)
+                    self.stats.video_receive.append(buffer.stats)
         self._session_started_s = self._clock()
         self._last_telemetry_s = None
         self.channels = ch.open_channels(pc, self._on_data, self._on_data_error)

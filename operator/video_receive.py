@@ -37,6 +37,17 @@ of which costs it a burst of intra-coded data. A complete keyframe found anywher
 buffer ends the wait at once and supersedes everything older. The buffer also waits for a
 keyframe at start.
 
+Lost feedback. aiortc sends each NACK once and each PLI once, and on a long round trip a lost
+NACK, retransmission, PLI or keyframe packet cannot be asked for again within the freeze
+budget (a second round trip does not fit: 2 x 250 ms under a bad cellular link). There the
+buffer repeats its feedback instead: each NACK and keyframe request goes out
+``feedback_copies`` times, ``feedback_spacing_ms`` apart, while the packet is still missing
+or the keyframe still awaited. Spacing the copies in time gets them out of a loss burst, and
+since the sender retransmits on every NACK the retransmissions are spaced the same way. The
+sender forces at most one keyframe per copy spread
+(:class:`~teledrive.vehicle.video_track.KeyframeHoldoff`). On short round trips nothing is
+repeated: asking again after the wait still fits.
+
 Time comes from the injected ``clock_ms`` (read once per packet): the buffer acts only when
 a packet arrives.
 
@@ -52,10 +63,11 @@ an aiortc receiver.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,6 +98,10 @@ DEFAULT_KEYFRAME_ALLOWANCE_MS = 150.0
 DEFAULT_FREEZE_BUDGET_MS = 280.0
 """Longest freeze aimed for: the vehicle locks driving after 300 ms without a new picture
 (ARCHITECTURE.md), less a margin for the timing of the operator's freshness reports."""
+DEFAULT_FEEDBACK_COPIES = 3
+"""Copies of each NACK and keyframe request on a long round trip (the first included)."""
+DEFAULT_FEEDBACK_SPACING_MS = 30.0
+"""Time between two copies: a few packets on either direction of a loaded cellular link."""
 _MISSING_MEMORY = 1024
 """Missing sequence numbers remembered for learning the retransmission delay."""
 
@@ -107,6 +123,7 @@ _NAL_AU_STARTERS = frozenset({_NAL_SEI, _NAL_SPS, _NAL_PPS, _NAL_AUD})
 _ATTR_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
 _ATTR_CODECS = "_RTCRtpReceiver__codecs"
 _ATTR_KIND = "_RTCRtpReceiver__kind"
+_ATTR_SEND_NACK = "_send_rtcp_nack"
 
 
 class AiortcInternalsError(TeledriveError, RuntimeError):
@@ -341,6 +358,10 @@ class JitterStats:
     """Keyframe requests sent while still waiting (long round trip, see ``freeze_budget_ms``)."""
     rtt_rejected: int = 0
     """Round-trip times passed to ``observe_rtt_ms`` that were negative or not finite."""
+    nacks_repeated: int = 0
+    """Copies of NACKs sent for packets still missing (long round trips only)."""
+    keyframe_requests_repeated: int = 0
+    """Copies of keyframe requests sent while the keyframe is still awaited."""
 
 
 class FastJitterBuffer:
@@ -363,9 +384,12 @@ class FastJitterBuffer:
         freeze_budget_ms: longest picture freeze to aim for. When a lost retransmission
             followed by a keyframe round trip would exceed it (long round trips), a blocked
             frame asks for a keyframe while it still waits for the retransmission.
+        feedback_copies: how many times each NACK and keyframe request is sent when a
+            second round trip does not fit in ``freeze_budget_ms`` (1: never repeat).
+        feedback_spacing_ms: time between two copies.
 
     Raises:
-        ConfigError: ``capacity`` below 2 or a negative interval.
+        ConfigError: ``capacity`` below 2, a negative interval or ``feedback_copies`` < 1.
     """
 
     def __init__(
@@ -378,14 +402,25 @@ class FastJitterBuffer:
         min_keyframe_interval_ms: float = DEFAULT_MIN_KEYFRAME_INTERVAL_MS,
         keyframe_allowance_ms: float = DEFAULT_KEYFRAME_ALLOWANCE_MS,
         freeze_budget_ms: float = DEFAULT_FREEZE_BUDGET_MS,
+        feedback_copies: int = DEFAULT_FEEDBACK_COPIES,
+        feedback_spacing_ms: float = DEFAULT_FEEDBACK_SPACING_MS,
     ) -> None:
         if capacity < 2:
             raise ConfigError(f"FastJitterBuffer: capacity must be >= 2, got {capacity}")
-        intervals = (min_keyframe_interval_ms, keyframe_allowance_ms, freeze_budget_ms)
+        if feedback_copies < 1:
+            raise ConfigError(
+                f"FastJitterBuffer: feedback_copies must be >= 1, got {feedback_copies}"
+            )
+        intervals = (
+            min_keyframe_interval_ms,
+            keyframe_allowance_ms,
+            freeze_budget_ms,
+            feedback_spacing_ms,
+        )
         if not all(v >= 0.0 for v in intervals):
             raise ConfigError(
-                "FastJitterBuffer: min_keyframe_interval_ms, keyframe_allowance_ms and "
-                f"freeze_budget_ms must be >= 0, got {intervals}"
+                "FastJitterBuffer: min_keyframe_interval_ms, keyframe_allowance_ms, "
+                f"freeze_budget_ms and feedback_spacing_ms must be >= 0, got {intervals}"
             )
         self._codec_name = codec_name_for_payload_type
         self._capacity = capacity
@@ -395,10 +430,15 @@ class FastJitterBuffer:
         self._min_kf_interval_ms = min_keyframe_interval_ms
         self._kf_allowance_ms = keyframe_allowance_ms
         self._freeze_budget_ms = freeze_budget_ms
+        self._copies = feedback_copies
+        self._spacing_ms = feedback_spacing_ms
         self.stats = JitterStats()
         self._now_ms = 0.0
         # Missing extended sequence number -> when its absence showed (aiortc NACKs then).
         self._missing_since: dict[int, float] = {}
+        # Missing extended sequence number -> (when it was last NACKed, NACKs sent).
+        self._nacked: dict[int, tuple[float, int]] = {}
+        self._nacks_due: list[int] = []
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -416,7 +456,11 @@ class FastJitterBuffer:
         # Whether a keyframe was asked for while the oldest frame (still) waits.
         self._asked_early = False
         self._given_up_ts: int | None = None
+        # Copies of the current keyframe request sent, and when the last one went.
+        self._request_copies = 0
+        self._request_copy_ms = 0.0
         self._missing_since.clear()
+        self._nacked.clear()
 
     @property
     def capacity(self) -> int:
@@ -442,6 +486,20 @@ class FastJitterBuffer:
         """
         self._keyframe_requested = False
         self._now_ms = self._clock_ms()
+        frame = self._add(packet)
+        self._repeat_feedback()
+        return self._keyframe_requested, frame
+
+    def take_nacks(self) -> list[int]:
+        """Sequence numbers (16-bit) to NACK again now; each is returned once per copy.
+
+        Call after each :meth:`add`. Empty unless feedback is repeated (see
+        :attr:`repeats_feedback`): aiortc's receiver sends the first NACK itself.
+        """
+        due, self._nacks_due = self._nacks_due, []
+        return due
+
+    def _add(self, packet: RtpPacket) -> JitterFrame | None:
         ext = self._unwrap(packet.sequence_number)
         restarted = self._is_restart(ext)
         if restarted:
@@ -459,16 +517,15 @@ class FastJitterBuffer:
                 if self._highest_ext is None or ext > self._highest_ext:
                     self._highest_ext = ext
                 self._boundary_known = bool(packet.marker)
-                return self._keyframe_requested, self._release()
-            return False, None
+                return self._release()
+            return None
         if ext in self._packets:
             self.stats.packets_duplicate += 1
-            return False, None
+            return None
         self._store(ext, packet)
         if restarted:
             self._request_keyframe()
-        frame = self._release()
-        return self._keyframe_requested, frame
+        return self._release()
 
     def observe_rtt_ms(self, rtt_ms: float) -> None:
         """Report a round-trip time to the sender measured elsewhere (e.g. clock sync).
@@ -481,6 +538,7 @@ class FastJitterBuffer:
 
     def _learn_from_arrival(self, ext: int, *, late: bool) -> None:
         """A packet whose absence was noticed came: a retransmission-delay sample."""
+        self._nacked.pop(ext, None)
         since_ms = self._missing_since.pop(ext, None)
         if since_ms is None:
             return
@@ -527,10 +585,11 @@ class FastJitterBuffer:
         """Sequence numbers ``first`` to ``end - 1`` are missing as of now (aiortc NACKs them)."""
         for missing in range(first, end):
             self._missing_since[missing] = self._now_ms
-        excess = len(self._missing_since) - _MISSING_MEMORY
-        if excess > 0:
-            for forgotten in list(self._missing_since)[:excess]:
-                del self._missing_since[forgotten]
+            self._nacked[missing] = (self._now_ms, 1)
+        for memory in (self._missing_since, self._nacked):
+            excess = len(memory) - _MISSING_MEMORY
+            for forgotten in list(memory)[: max(0, excess)]:
+                del memory[forgotten]
 
     # -- frame structure -------------------------------------------------------------------
 
@@ -673,7 +732,7 @@ class FastJitterBuffer:
             if self._blocked_since_ms is None:
                 self._blocked_since_ms = self._now_ms
             blocked_ms = self._now_ms - self._blocked_since_ms
-            if blocked_ms <= self.timer.wait_ms:
+            if blocked_ms <= self.wait_ms:
                 if self._may_ask_early() and blocked_ms >= self.early_keyframe_after_ms:
                     self._asked_early = True
                     if self._request_keyframe():
@@ -691,6 +750,17 @@ class FastJitterBuffer:
         self._awaiting_keyframe = True
         self._request_keyframe()
         return True
+
+    @property
+    def wait_ms(self) -> float:
+        """How long a blocked frame waits now.
+
+        The retransmission timer's wait, plus the spread of the NACK copies when feedback is
+        repeated (the last copy's retransmission may be the one that comes).
+        """
+        if not self.repeats_feedback:
+            return self.timer.wait_ms
+        return self.timer.wait_ms + (self._copies - 1) * self._spacing_ms
 
     @property
     def keyframe_interval_ms(self) -> float:
@@ -727,7 +797,46 @@ class FastJitterBuffer:
         self._last_request_ms = self._now_ms
         self._keyframe_requested = True
         self.stats.keyframe_requests += 1
+        self._request_copies = 1
+        self._request_copy_ms = self._now_ms
         return True
+
+    # -- repeated feedback -----------------------------------------------------------------
+
+    @property
+    def repeats_feedback(self) -> bool:
+        """Whether NACKs and keyframe requests are sent more than once now.
+
+        True on a measured round trip so long that a lost NACK or retransmission, asked for
+        again after the wait, would come back after ``freeze_budget_ms``.
+        """
+        timer = self.timer
+        return (
+            self._copies > 1
+            and timer.samples > 0
+            and timer.srtt_ms + timer.wait_ms > self._freeze_budget_ms
+        )
+
+    def _repeat_feedback(self) -> None:
+        if not self.repeats_feedback:
+            return
+        now_ms, spacing_ms = self._now_ms, self._spacing_ms
+        for ext, (sent_ms, copies) in list(self._nacked.items()):
+            if self._next_ext is not None and ext < self._next_ext:
+                del self._nacked[ext]  # its frame was given up (or it came and was used)
+            elif copies < self._copies and now_ms - sent_ms >= spacing_ms:
+                self._nacked[ext] = (now_ms, copies + 1)
+                self._nacks_due.append(ext % _SEQ_MODULO)
+                self.stats.nacks_repeated += 1
+        if (
+            0 < self._request_copies < self._copies
+            and (self._awaiting_keyframe or self._asked_early)
+            and now_ms - self._request_copy_ms >= spacing_ms
+        ):
+            self._request_copies += 1
+            self._request_copy_ms = now_ms
+            self._keyframe_requested = True
+            self.stats.keyframe_requests_repeated += 1
 
 
 # -- installing it into aiortc -------------------------------------------------------------
@@ -738,7 +847,8 @@ def install_fast_jitter_buffer(receiver: Any, **options: Any) -> FastJitterBuffe
 
     This is the one place teledrive reaches into aiortc's private receiver state (aiortc has
     no hook for it). It reads ``RTCRtpReceiver.__kind`` and ``__codecs`` (to map payload
-    types to codecs) and replaces ``__jitter_buffer``; call it before RTP flows, e.g. from
+    types to codecs), replaces ``__jitter_buffer`` and sends the buffer's repeated NACKs
+    with ``_send_rtcp_nack``; call it before RTP flows, e.g. from
     ``pc.on("track")`` (fired while the remote description is applied, before DTLS is up)
     or on ``transceiver.receiver`` before ``setRemoteDescription``.
 
@@ -767,9 +877,15 @@ def install_fast_jitter_buffer(receiver: Any, **options: Any) -> FastJitterBuffe
     if kind != "video":
         raise AiortcInternalsError(f"install_fast_jitter_buffer: receiver kind is {kind!r}")
     current = getattr(receiver, _ATTR_JITTER_BUFFER)
-    if not isinstance(current, JitterBuffer | FastJitterBuffer):
+    if not isinstance(current, JitterBuffer | ReceiverJitterBuffer):
         raise AiortcInternalsError(
             f"aiortc receiver jitter buffer is a {type(current).__name__}, expected JitterBuffer"
+        )
+    send_nack = getattr(receiver, _ATTR_SEND_NACK, None)
+    if not callable(send_nack):
+        raise AiortcInternalsError(
+            f"aiortc receiver {type(receiver).__name__} has no {_ATTR_SEND_NACK}(): "
+            "aiortc internals changed, install_fast_jitter_buffer must be updated"
         )
     codecs: Mapping[int, Any] = getattr(receiver, _ATTR_CODECS)
 
@@ -778,8 +894,38 @@ def install_fast_jitter_buffer(receiver: Any, **options: Any) -> FastJitterBuffe
         return None if codec is None else str(codec.name)
 
     buffer = FastJitterBuffer(codec_name_for_payload_type=codec_name, **options)
-    setattr(receiver, _ATTR_JITTER_BUFFER, buffer)
+    setattr(receiver, _ATTR_JITTER_BUFFER, ReceiverJitterBuffer(buffer, send_nack))
     return buffer
+
+
+class ReceiverJitterBuffer:
+    """What aiortc's receiver calls: the buffer, plus sending the NACK copies it asks for.
+
+    aiortc calls ``add`` from its receive coroutine, so the copies are sent on that loop.
+
+    Args:
+        buffer: the buffer.
+        send_nack: sends one RTCP NACK (media SSRC, 16-bit sequence numbers).
+    """
+
+    def __init__(
+        self,
+        buffer: FastJitterBuffer,
+        send_nack: Callable[[int, list[int]], Coroutine[Any, Any, None]],
+    ) -> None:
+        self.buffer = buffer
+        self._send_nack = send_nack
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        """:meth:`FastJitterBuffer.add`, then send the NACK copies due (as a task)."""
+        result = self.buffer.add(packet)
+        nacks = self.buffer.take_nacks()
+        if nacks:
+            task = asyncio.get_running_loop().create_task(self._send_nack(packet.ssrc, nacks))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+        return result
 
 
 def luma_plane(frame: Any) -> npt.NDArray[np.uint8]:

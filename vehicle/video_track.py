@@ -12,7 +12,8 @@ Encoding: when the sender negotiated H.264, the track encodes itself with
 aiortc only packetizes. aiortc's own encoder (libx264 "medium", ~3x slower) encodes the first
 frame, because aiortc creates its encoder, and so reveals the negotiated codec, only then;
 with VP8 aiortc keeps encoding. Keyframe requests (PLI/FIR) reach the track through the
-sender's private ``_RTCRtpSender__force_keyframe`` flag, and the receiver's bitrate
+sender's private ``_RTCRtpSender__force_keyframe`` flag (copies of one request arriving
+within :data:`KEYFRAME_HOLDOFF_S` force one keyframe), and the receiver's bitrate
 estimate (REMB) through the ``target_bitrate`` aiortc keeps on its own encoder object.
 
 Bitrate cap: aiortc (1.16) has no public API for it. Its ``RTCRtpSender`` creates the encoder
@@ -63,6 +64,40 @@ _SENDER_ENCODER_ATTR = "_RTCRtpSender__encoder"
 _SENDER_KEYFRAME_ATTR = "_RTCRtpSender__force_keyframe"
 DEFAULT_H264 = H264Settings(min_bitrate_bps=64_000)
 """Encoder settings of a track: the defaults, with a floor low enough for a 240p budget."""
+KEYFRAME_HOLDOFF_S = 0.15
+"""Least time between two keyframes forced by requests. On long round trips the operator
+sends each request up to three times, 30 ms apart (``operator/video_receive.py``), and the
+link's jitter spreads the copies further (by up to 80 ms under ``bad-cell``): one keyframe
+answers them all. A new request comes at least 200 ms after the one before (the receiver's
+least keyframe interval), so it is never held off."""
+
+
+class KeyframeHoldoff:
+    """Decides which keyframe requests force a keyframe: at most one per hold-off time.
+
+    Args:
+        holdoff_s: least time between two forced keyframes (>= 0).
+
+    Raises:
+        ConfigError: ``holdoff_s`` is negative.
+    """
+
+    def __init__(self, holdoff_s: float = KEYFRAME_HOLDOFF_S) -> None:
+        if not holdoff_s >= 0.0:
+            raise ConfigError(f"keyframe hold-off must be >= 0 s, got {holdoff_s}")
+        self._holdoff_s = holdoff_s
+        self._last_s: float | None = None
+        self.held_off = 0
+        """Requests that forced nothing (copies of one already answered)."""
+
+    def allow(self, now_s: float) -> bool:
+        """A keyframe request at ``now_s``: True if it forces a keyframe now."""
+        last = self._last_s
+        if last is not None and 0.0 <= now_s - last < self._holdoff_s:
+            self.held_off += 1
+            return False
+        self._last_s = now_s
+        return True
 
 
 class CameraVideoTrack(MediaStreamTrack):
@@ -125,6 +160,8 @@ class CameraVideoTrack(MediaStreamTrack):
             )
         self.frames_self_encoded = 0
         """Frames encoded by teledrive's encoder (the rest went through aiortc's)."""
+        self.keyframe_holdoff = KeyframeHoldoff()
+        """Which keyframe requests (PLI/FIR) force a keyframe, on the capture clock."""
         self._size_px: tuple[int, int] | None = None
         self._pacer = FramePacer(camera.nominal_fps)
         self.sent_size_px: tuple[int, int] | None = None
@@ -182,6 +219,7 @@ class CameraVideoTrack(MediaStreamTrack):
         keyframe = bool(getattr(self._sender, _SENDER_KEYFRAME_ATTR, False))
         if keyframe:
             setattr(self._sender, _SENDER_KEYFRAME_ATTR, False)
+            keyframe = self.keyframe_holdoff.allow(captured.capture_time_s)
         loop = asyncio.get_running_loop()
         data = await loop.run_in_executor(
             self._executor,

@@ -8,6 +8,7 @@ is for video receivers only.
 
 from __future__ import annotations
 
+import asyncio
 import fractions
 import itertools
 import math
@@ -32,6 +33,7 @@ from teledrive.operator.video_receive import (
     DEFAULT_MIN_KEYFRAME_INTERVAL_MS,
     AiortcInternalsError,
     FastJitterBuffer,
+    ReceiverJitterBuffer,
     RetransmitTimer,
     h264_starts_frame,
     install_fast_jitter_buffer,
@@ -452,8 +454,11 @@ def test_retransmission_one_lte_round_trip_late_still_recovers(
     assert len(released) >= len(long_h264) - 2
     assert h.buffer.stats.frames_dropped == 0
     assert h.buffer.stats.waits_expired == 0
-    # At most a keyframe asked for as insurance in case the retransmission was lost too.
-    assert len(h.plis) == h.buffer.stats.keyframe_requests_early <= 1
+    # At most a keyframe asked for as insurance in case the retransmission was lost too
+    # (with its copies: on this round trip feedback is repeated).
+    stats = h.buffer.stats
+    assert stats.keyframe_requests == stats.keyframe_requests_early <= 1
+    assert len(h.plis) == stats.keyframe_requests + stats.keyframe_requests_repeated
     assert h.buffer.stats.packets_recovered == 1
     h.check_data()
     # The same link with a fixed 60 ms wait: the retransmission is thrown away.
@@ -476,7 +481,7 @@ def test_wait_learns_the_retransmission_delay_from_late_packets(
     late_second = next(t for t, i in arrivals(wire, lost=second, rtx_delay_ms=120.0) if i == second)
     schedule = sorted([(t, i) for t, i in schedule if i != second] + [(late_second, second)])
     timer = RetransmitTimer(initial_rtt_ms=10.0, min_wait_ms=10.0)
-    h = Harness(wire, timer=timer, stream_clock=False)
+    h = Harness(wire, timer=timer, stream_clock=False, feedback_copies=1)
     play(h, schedule)
     # The first loss outlived a 10 ms guess: dropped, a keyframe asked for (frame 10 came).
     assert h.buffer.stats.packets_recovered_late == 1
@@ -534,7 +539,8 @@ def test_long_round_trip_asks_for_a_keyframe_while_still_waiting(
     wire = packetize(long_h264, H264_PT)
     lost = wire.last_packet_of(1) - 1  # not the marker: the give-up knows where frame 1 ends
     schedule = [(t, i) for t, i in arrivals(wire, lost=lost, rtx_delay_ms=0.0) if i != lost]
-    h = Harness(wire, wait_ms=None, stream_clock=False)
+    # One copy of each request: copies are tested on their own.
+    h = Harness(wire, wait_ms=None, stream_clock=False, feedback_copies=1)
     for _ in range(20):
         h.buffer.observe_rtt_ms(rtt_ms)
     shows_ms = schedule[lost][0]  # the packet after the lost one
@@ -563,7 +569,7 @@ def test_keyframe_requests_wait_for_the_keyframe_to_arrive(
     h264_frames: list[EncodedFrame], rtt_ms: float
 ) -> None:
     wire = inter_frames_only(h264_frames, 45)  # 1.5 s of a stream joined without a keyframe
-    h = Harness(wire, wait_ms=None)
+    h = Harness(wire, wait_ms=None, feedback_copies=1)  # copies are tested on their own
     for _ in range(20):
         h.buffer.observe_rtt_ms(rtt_ms)
     interval_ms = h.buffer.keyframe_interval_ms
@@ -836,7 +842,7 @@ async def test_install_replaces_the_receiver_buffer() -> None:
     try:
         receiver = pc.addTransceiver("video", direction="recvonly").receiver
         buffer = install_fast_jitter_buffer(receiver)
-        assert receiver._RTCRtpReceiver__jitter_buffer is buffer
+        assert receiver._RTCRtpReceiver__jitter_buffer.buffer is buffer
     finally:
         await pc.close()
 
@@ -866,3 +872,114 @@ def test_default_wait_is_bounded_for_teleop() -> None:
     timer = RetransmitTimer()
     timer.observe(10_000.0)
     assert timer.wait_ms == DEFAULT_MAX_WAIT_MS
+
+
+# -- repeated feedback on long round trips -------------------------------------------------
+
+
+def play_collecting_nacks(h: Harness, schedule: list[tuple[float, int]]) -> list[list[int]]:
+    """Like :func:`play`, collecting what the buffer asks to NACK again after each packet."""
+    nacks = []
+    for t_ms, index in schedule:
+        h.now_ms = t_ms
+        h.feed(index)
+        due = h.buffer.take_nacks()
+        if due:
+            nacks.append(due)
+    return nacks
+
+
+@pytest.mark.parametrize(
+    ("rtt_ms", "repeats"), [(20.0, False), (110.0, False), (160.0, True), (250.0, True)]
+)
+def test_feedback_is_repeated_when_a_second_round_trip_does_not_fit(
+    long_h264: list[EncodedFrame], rtt_ms: float, repeats: bool
+) -> None:
+    # The retransmission never comes. On a long round trip a lost NACK, retransmission or
+    # keyframe request could not be asked for again in time: each NACK and keyframe request
+    # goes out three times, 30 ms apart. On a short one, once (asking again fits), and so
+    # on a 110 ms one once the round trip is steady.
+    wire = packetize(long_h264, H264_PT)
+    lost = wire.last_packet_of(1) - 1
+    lost_seq = RtpPacket.parse(wire.packets[lost]).sequence_number
+    schedule = [(t, i) for t, i in arrivals(wire, lost=lost, rtx_delay_ms=0.0) if i != lost]
+    h = Harness(wire, wait_ms=None, stream_clock=False)
+    for _ in range(20):
+        h.buffer.observe_rtt_ms(rtt_ms)
+    assert h.buffer.repeats_feedback is repeats
+    nacks = play_collecting_nacks(h, schedule)
+    stats = h.buffer.stats
+    if not repeats:
+        assert nacks == []
+        assert stats.nacks_repeated == stats.keyframe_requests_repeated == 0
+        return
+    assert nacks == [[lost_seq], [lost_seq]]
+    assert stats.nacks_repeated == 2
+    # The keyframe request (early, the retransmission may be lost) and its two copies, each
+    # on the first packet 30 ms after the one before; then frame 10, a keyframe, ends it.
+    times_ms = [next(t for t, i in schedule if i == pli) for pli in h.plis]
+    assert len(times_ms) == 3
+    assert stats.keyframe_requests == 1
+    assert stats.keyframe_requests_repeated == 2
+    assert all(30.0 <= b - a < 30.0 + FRAME_MS for a, b in itertools.pairwise(times_ms))
+    assert h.released_frames()[:2] == [0, 10]
+
+
+def test_copies_stop_when_the_retransmission_comes(long_h264: list[EncodedFrame]) -> None:
+    wire = packetize(long_h264, H264_PT)
+    lost = wire.last_packet_of(1) - 1
+    lost_seq = RtpPacket.parse(wire.packets[lost]).sequence_number
+    # The retransmission of the first NACK is lost, that of the first copy comes.
+    schedule = arrivals(wire, lost=lost, rtx_delay_ms=250.0 + 35.0)
+    h = Harness(wire, wait_ms=None, stream_clock=False)
+    for _ in range(20):
+        h.buffer.observe_rtt_ms(250.0)
+    nacks = play_collecting_nacks(h, schedule)
+    assert nacks == [[lost_seq], [lost_seq]]  # the third copy went before it came
+    released = h.released_frames()
+    assert released == list(range(len(released)))  # recovered: nothing dropped
+    assert h.buffer.stats.frames_dropped == 0
+    assert h.buffer.stats.packets_recovered == 1
+    # The keyframe request copies stopped when the frame could be released.
+    assert h.buffer.stats.keyframe_requests == 1
+    assert 1 + h.buffer.stats.keyframe_requests_repeated == len(h.plis) <= 3
+
+
+def test_one_copy_means_no_repeats(long_h264: list[EncodedFrame]) -> None:
+    wire = packetize(long_h264, H264_PT)
+    lost = wire.last_packet_of(1) - 1
+    schedule = [(t, i) for t, i in arrivals(wire, lost=lost, rtx_delay_ms=0.0) if i != lost]
+    h = Harness(wire, wait_ms=None, stream_clock=False, feedback_copies=1)
+    for _ in range(20):
+        h.buffer.observe_rtt_ms(250.0)
+    assert not h.buffer.repeats_feedback
+    assert play_collecting_nacks(h, schedule) == []
+    with pytest.raises(ConfigError, match="feedback_copies"):
+        FastJitterBuffer(feedback_copies=0)
+    with pytest.raises(ConfigError, match="feedback_spacing_ms"):
+        FastJitterBuffer(feedback_spacing_ms=-1.0)
+
+
+async def test_installed_buffer_sends_the_nack_copies(long_h264: list[EncodedFrame]) -> None:
+    # What aiortc's receiver calls: the buffer's add(), and the copies sent on its loop.
+    wire = packetize(long_h264, H264_PT)
+    lost = wire.last_packet_of(1) - 1
+    lost_seq = RtpPacket.parse(wire.packets[lost]).sequence_number
+    sent: list[tuple[int, list[int]]] = []
+    all_sent = asyncio.Event()
+
+    async def send_nack(ssrc: int, seqs: list[int]) -> None:
+        sent.append((ssrc, seqs))
+        if len(sent) == 2:
+            all_sent.set()
+
+    clock = {"ms": 0.0}
+    buffer = FastJitterBuffer(codec_name_for_payload_type=codec_name, clock_ms=lambda: clock["ms"])
+    for _ in range(20):
+        buffer.observe_rtt_ms(250.0)
+    receiver_side = ReceiverJitterBuffer(buffer, send_nack)
+    for t_ms, index in arrivals(wire, lost=lost, rtx_delay_ms=10_000.0)[: len(wire.packets) - 1]:
+        clock["ms"] = t_ms
+        receiver_side.add(receive(wire.packets[index]))
+    await asyncio.wait_for(all_sent.wait(), timeout=5.0)
+    assert sent == [(1234, [lost_seq]), (1234, [lost_seq])]

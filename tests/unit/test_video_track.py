@@ -15,7 +15,12 @@ from aiortc.codecs.h264 import H264Encoder
 
 from teledrive.shared.errors import ConfigError
 from teledrive.vehicle.camera import Camera, Image, QueueSource, draw_frame_counter
-from teledrive.vehicle.video_track import VIDEO_CLOCK_HZ, CameraVideoTrack, prefer_h264
+from teledrive.vehicle.video_track import (
+    VIDEO_CLOCK_HZ,
+    CameraVideoTrack,
+    KeyframeHoldoff,
+    prefer_h264,
+)
 
 TIME_SCALE = float(os.environ.get("TELEDRIVE_TIME_SCALE", "1"))
 WAIT_S = 5.0 * TIME_SCALE
@@ -243,8 +248,36 @@ async def test_own_h264_encoder_takes_over_once_aiortc_chose_h264(rig: Rig) -> N
     fourth = await asyncio.wait_for(track.recv(), WAIT_S)
     assert 5 in nal_types(bytes(fourth))
     assert sender._RTCRtpSender__force_keyframe is False
-    assert track.frames_self_encoded == 3
+
+    # A copy of the same request 33 ms later (the operator repeats requests on long round
+    # trips) forces nothing; a new request after the hold-off does.
+    for time_s, index, idr in ((1.333, 5, False), (1.5, 6, True)):
+        sender._RTCRtpSender__force_keyframe = True
+        rig.publish(time_s, index)
+        await rig.wait_index(index)
+        picture = await asyncio.wait_for(track.recv(), WAIT_S)
+        assert (5 in nal_types(bytes(picture))) is idr, f"frame {index}"
+        assert sender._RTCRtpSender__force_keyframe is False
+    assert track.keyframe_holdoff.held_off == 1
+    assert track.frames_self_encoded == 5
     track.stop()
+
+
+def test_keyframe_holdoff_answers_a_burst_of_requests_once() -> None:
+    holdoff = KeyframeHoldoff(0.15)
+    assert [holdoff.allow(t) for t in (10.0, 10.03, 10.149, 10.15, 10.2, 10.35)] == [
+        True,
+        False,
+        False,
+        True,
+        False,
+        True,
+    ]
+    assert holdoff.held_off == 3
+    no_holdoff = KeyframeHoldoff(0.0)
+    assert [no_holdoff.allow(1.0), no_holdoff.allow(1.0)] == [True, True]
+    with pytest.raises(ConfigError, match="hold-off"):
+        KeyframeHoldoff(-0.1)
 
 
 async def test_without_own_encoder_aiortc_encodes_every_frame(rig: Rig) -> None:
