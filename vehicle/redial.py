@@ -3,8 +3,10 @@
 A lost operator means the link was cut. When it returns, the old websocket may wait seconds for
 a TCP retransmission (exponential backoff) and the reconnect backoff may be sleeping too, while
 the operator is already asking the hub for a new session. Fresh connections with a short
-timeout, every quarter second, get through within about a quarter second of the link's return;
-the first one takes over (see :meth:`SignalingClient.redial`), once per lost session.
+timeout, every tenth of a second, get through within about a tenth of a second of the link's
+return (a connection started while the link was still cut waits for its SYN's retransmission, a
+second later); the first one takes over (see :meth:`SignalingClient.redial`), once per lost
+session. Each of them is a TCP handshake, so a fast re-dial costs the hub little.
 
 :class:`RedialPolicy` is the sans-I/O decision (times in, yes/no out); :func:`run_redial` is the
 asyncio loop that asks it and starts the attempts.
@@ -25,12 +27,13 @@ OPERATOR_LOST_MS = 1000.0
 """No data from the operator for this long: the link was cut, re-dial the hub."""
 SESSION_SETUP_MS = 5000.0
 """A session whose operator never sent anything counts as lost after this long."""
-REDIAL_EVERY_S = 0.25
-REDIAL_FAST_WINDOW_MS = 10_000.0  # every ~0.25 s for this long after the loss...
+REDIAL_EVERY_S = 0.1
+REDIAL_FAST_WINDOW_MS = 10_000.0  # every ~0.1 s for this long after the loss...
 REDIAL_SLOW_EVERY_S = 1.0  # ...then every ~1 s...
 REDIAL_WINDOW_MS = 60_000.0  # ...up to this; after it the signaling backoff alone
-REDIAL_TIMEOUT_S = 1.0
-MAX_REDIALS_IN_FLIGHT = 4
+REDIAL_TIMEOUT_S = 1.5
+"""An attempt's TCP and websocket handshakes take two round trips (0.7 s over a bad cell)."""
+MAX_REDIALS_IN_FLIGHT = 16
 
 
 class OperatorActivity(Protocol):

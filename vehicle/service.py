@@ -257,7 +257,15 @@ class VehicleService:
         session.add_cameras(self.cameras)
         session.open_channels(self._on_data, self._on_data_error, current=lambda: self.session)
         sdp = await session.create_offer()
-        await self.signaling.send(m.Offer(session=session_id, sdp=sdp))
+        try:
+            await self.signaling.send(m.Offer(session=session_id, sdp=sdp))
+        except LinkError as err:
+            # The hub connection died under the request (a cut link: the request waited in
+            # TCP). The operator asks again once the vehicle is back at the hub.
+            log.warning("session %s: offer not sent: %s", session_id, err)
+            if self.session is session:
+                await self._end_session("offer not sent")
+            return
         log.info("session %s with operator %s: offer sent", session_id, operator_id)
 
     async def _end_session(self, reason: str) -> None:

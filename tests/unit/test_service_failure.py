@@ -1,10 +1,15 @@
-"""A vehicle whose control loop dies stops as a whole, motor disarmed first."""
+"""A vehicle whose control loop dies stops as a whole, motor disarmed first; a hub link that
+dies under a session request costs only that session."""
 
 from __future__ import annotations
 
 import asyncio
 
+from websockets.asyncio.server import ServerConnection, serve
+
+from teledrive.shared import messages as m
 from teledrive.shared.config import VehicleConfig, parse_config
+from teledrive.shared.messages import decode_signal, encode_text
 from teledrive.vehicle.autonomy.base import AutonomyOutput, AutonomyStatus
 from teledrive.vehicle.mcu_codec import FaultBit, State
 from teledrive.vehicle.mcu_sim import PtyMcu
@@ -58,3 +63,42 @@ async def test_a_dying_control_loop_stops_the_service_and_disarms_the_motor() ->
         # Told DISARM on the way out, not left to its watchdog (no LINK_TIMEOUT).
         assert mcu.wait_for(lambda snap: snap.state is State.DISARMED, timeout_s=2.0)
         assert not mcu.snapshot().faults & FaultBit.LINK_TIMEOUT
+
+
+async def test_an_offer_that_cannot_be_sent_ends_the_session_quietly() -> None:
+    # A hub connection that dies under a session request (a cut link delivered the request
+    # late, then gave up): the vehicle drops that session, counts no callback error, and
+    # registers again on a new connection.
+    registers: asyncio.Queue[m.Register] = asyncio.Queue()
+    connections = 0
+
+    async def dying_hub(ws: ServerConnection) -> None:
+        nonlocal connections
+        connections += 1
+        register = decode_signal(await ws.recv(), channel="test hub")
+        assert isinstance(register, m.Register)
+        await registers.put(register)
+        if connections > 1:
+            await ws.wait_closed()
+            return
+        await ws.send(encode_text(m.Registered(id=register.id, heartbeat_ms=1000.0)))
+        await ws.send(
+            encode_text(m.Connect(vehicle_id=register.id, session="s1", operator_id="op"))
+        )
+        ws.transport.close()  # no closing handshake: the TCP connection just ends
+
+    async with serve(dying_hub, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        config = parse_config(CONFIG.replace("127.0.0.1:9", f"127.0.0.1:{port}"), VehicleConfig)
+        with PtyMcu() as mcu:
+            service = VehicleService(config, motor_link=MotorLink(mcu.port_path))
+            run = asyncio.create_task(service.run())
+            try:
+                await asyncio.wait_for(registers.get(), 10.0)
+                await asyncio.wait_for(registers.get(), 10.0)  # back, on a new connection
+                assert service.session is None
+                assert service.signaling.stats.callback_errors == 0
+                assert not run.done()
+            finally:
+                service.stop()
+                await asyncio.wait_for(run, 10.0)
