@@ -18,6 +18,11 @@ session is ended with ``Bye`` to both members, and the old socket is closed with
 :data:`~teledrive.shared.signaling.CLOSE_REPLACED`. An operator is in at most one session:
 connecting again (to the same or another vehicle) ends its previous session first.
 
+A vehicle that re-dials after losing its operator registers with an offer made ahead
+(``Register.offer``). The hub keeps it for :data:`OFFER_AHEAD_TTL_S` and opens the next session
+with it: the vehicle hears ``Connect(offer_ahead=True)`` and the operator the offer, in the
+same step, which saves the session a round trip over the vehicle's (long) link.
+
 All protocol decisions run synchronously within one event-loop step; every outgoing message
 goes through a per-connection queue drained by its own writer task, so one slow or dead peer
 never stalls the others.
@@ -32,6 +37,7 @@ import json
 import logging
 import secrets
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Final, Literal
@@ -84,6 +90,8 @@ OUTBOX_MAX_MESSAGES: Final = 256
 """A peer that falls this far behind on reading is cut off."""
 TEXT_MAX_CHARS: Final = 1024
 """Longest ``Text`` field of messages.py; longer error texts are clipped to it."""
+OFFER_AHEAD_TTL_S: Final = 5.0
+"""How long a vehicle's offer made ahead is used: its ICE candidates may age (a new cell)."""
 
 RefusalCode = Literal["not_registered", "version"]
 
@@ -95,6 +103,7 @@ class _Counters:
     refused: int = 0
     register_timeouts: int = 0
     sessions_opened: int = 0
+    offers_ahead_used: int = 0
     relayed: int = 0
     bad_messages: int = 0
     errors_sent: int = 0
@@ -131,6 +140,8 @@ class _Link:
         self.ws = ws
         self.peer = peer
         self.label = f"{peer.role} {peer.id!r}"
+        self.offer_ahead: tuple[str, float] | None = None
+        """A vehicle's offer made ahead of the next session, and when it came (hub clock)."""
         self._outbox: asyncio.Queue[str | tuple[int, str]] = asyncio.Queue(OUTBOX_MAX_MESSAGES)
         self._closing = False
         self._writer = asyncio.create_task(self._write(), name=f"hub-writer {self.label}")
@@ -184,6 +195,7 @@ class Hub:
         heartbeat_s: websocket ping interval, in (0, 1] s; a peer is dropped after
             :data:`MISSED_PONGS` intervals without a pong.
         register_timeout_s: how long a new connection may take to send ``Register``.
+        clock: monotonic seconds (the age of offers made ahead).
 
     Use it as an async context manager that stops it on exit::
 
@@ -198,6 +210,7 @@ class Hub:
         presence: PresenceStore | None = None,
         heartbeat_s: float = 1.0,
         register_timeout_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 0.0 < heartbeat_s <= 1.0:
             raise ConfigError(f"hub: heartbeat_s must be in (0, 1], got {heartbeat_s}")
@@ -206,6 +219,7 @@ class Hub:
         self._presence: PresenceStore = presence if presence is not None else MemoryPresence()
         self._heartbeat_s = heartbeat_s
         self._register_timeout_s = register_timeout_s
+        self._clock = clock
         self._links: dict[tuple[Role, str], _Link] = {}
         self._counters = _Counters()
         self._server: Server | None = None
@@ -402,11 +416,16 @@ class Hub:
                 self._end_session(session, f"{old.label} reconnected")
             old.close(CLOSE_REPLACED, "replaced by a newer connection")
         link = _Link(ws, peer)
+        if register.offer is not None and peer.role == "vehicle":
+            link.offer_ahead = (register.offer, self._clock())
         self._links[link.key] = link
         self._presence.register(peer)
         self._counters.registrations += 1
         logger.info("hub: %s registered from %s", link.label, _address(ws))
         link.send(Registered(id=peer.id, heartbeat_ms=self._heartbeat_s * 1000.0))
+        if register.offer is not None and peer.role == "operator":
+            text = f"hub: from {link.label}: register: only vehicles offer ahead; offer ignored"
+            self._bad(link, text, ref="register")
         if peer.role == "vehicle":
             self._push_presence(peer.id)
         return link
@@ -503,11 +522,34 @@ class Hub:
         self._presence.open_session(session)
         self._counters.sessions_opened += 1
         logger.info("hub: session %s: %s with %s", session.id, link.label, vehicle_link.label)
+        offer = self._take_offer_ahead(vehicle_link)
         vehicle_link.send(
-            Connect(vehicle_id=vehicle.id, session=session.id, operator_id=link.peer.id)
+            Connect(
+                vehicle_id=vehicle.id,
+                session=session.id,
+                operator_id=link.peer.id,
+                offer_ahead=offer is not None,
+            )
         )
         link.send(Connect(vehicle_id=vehicle.id, session=session.id))
+        if offer is not None:
+            self._counters.offers_ahead_used += 1
+            logger.info(
+                "hub: session %s opens with the offer %s made ahead", session.id, vehicle_link.label
+            )
+            link.send(Offer(session=session.id, sdp=offer))
         self._push_presence(vehicle.id)
+
+    def _take_offer_ahead(self, vehicle_link: _Link) -> str | None:
+        """The vehicle's offer made ahead, if it is fresh; it is used once either way."""
+        ahead, vehicle_link.offer_ahead = vehicle_link.offer_ahead, None
+        if ahead is None:
+            return None
+        sdp, received_s = ahead
+        if self._clock() - received_s > OFFER_AHEAD_TTL_S:
+            logger.info("hub: %s: offer made ahead is too old, not used", vehicle_link.label)
+            return None
+        return sdp
 
     def _relay(self, link: _Link, message: Offer | Answer | Candidate | Bye) -> None:
         kind = message_type(message)

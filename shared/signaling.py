@@ -163,7 +163,8 @@ class SignalingClient:
 
     Args:
         url: the hub, ``ws://host:port`` or ``wss://...``.
-        register: sent after every (re)connect.
+        register: sent after every (re)connect; or a function that makes it each time (a
+            vehicle adds an offer made ahead while it re-dials).
         on_message: called with each decoded message after ``Registered`` (``Registered``
             itself goes to ``on_connected``); may be a coroutine function. Messages are
             dispatched one at a time, in order.
@@ -190,7 +191,7 @@ class SignalingClient:
     def __init__(
         self,
         url: str,
-        register: Register,
+        register: Register | Callable[[], Register],
         *,
         on_message: MessageCallback,
         on_connected: LinkCallback | None = None,
@@ -382,7 +383,7 @@ class SignalingClient:
             logger.warning(
                 "signaling %s: replaced by another connection with id %r (a duplicate id?)",
                 self._url,
-                self._register.id,
+                self._registered_message.id if self._registered_message else "?",
             )
             return self._backoff.max_delay_s()
         return self._backoff.next_delay_s()
@@ -435,7 +436,8 @@ class SignalingClient:
         return ws
 
     async def _serve(self, ws: ClientConnection) -> None:
-        await ws.send(encode_text(self._register))
+        register = self._register if isinstance(self._register, Register) else self._register()
+        await ws.send(encode_text(register))
         registered = await self._await_registered(ws)
         self._registered_at_s = self._clock()
         self._registered_message = registered

@@ -32,6 +32,7 @@ from teledrive.vehicle.command_gate import CommandArrival, GateVerdict
 from teledrive.vehicle.control import AutonomySource, Controller, mcu_state_name
 from teledrive.vehicle.mcu_codec import Fault
 from teledrive.vehicle.motor_link import MotorLink
+from teledrive.vehicle.offer_ahead import OfferAhead
 from teledrive.vehicle.redial import run_redial
 from teledrive.vehicle.session import Session, SessionCloser
 from teledrive.vehicle.sim_world import SimWorld, motor_motion, sim_world_from_config
@@ -144,15 +145,9 @@ class VehicleService:
             if cameras is not None
             else [make_camera(c, world=self.sim_world) for c in config.cameras]
         )
-        register = m.Register(
-            role="vehicle",
-            id=config.vehicle.id,
-            name=config.vehicle.name,
-            cameras=[c.name for c in self.cameras],
-        )
         self.signaling = SignalingClient(
             config.vehicle.hub_url,
-            register,
+            self._registration,
             on_message=self._on_signal,
             on_connected=self._report_status,
         )
@@ -163,6 +158,10 @@ class VehicleService:
         self._tick_count = 0
         self._kick = asyncio.Event()
         self._closer = SessionCloser()
+        self.offers = OfferAhead(
+            lambda: self._build_session("ahead", "?"), self._closer.close, now_ms=self.now_ms
+        )
+        """The next session's offer, made ahead while the vehicle re-dials."""
         self._background: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
 
@@ -190,7 +189,7 @@ class VehicleService:
                 name="video-budget",
             ),
             asyncio.create_task(
-                run_redial(lambda: self.session, now_ms=self.now_ms, redial=self.signaling.redial),
+                run_redial(lambda: self.session, now_ms=self.now_ms, redial=self._redial),
                 name="redial",
             ),
         ]
@@ -212,6 +211,7 @@ class VehicleService:
             self._safe_stop_motor()
             await cancel_all([*tasks, *self._background])
             await self._end_session("vehicle stopping")
+            self.offers.discard()
             await self._closer.drain()
             await self.signaling.close()
             for camera in self.cameras:
@@ -233,10 +233,23 @@ class VehicleService:
 
     # -- signaling --------------------------------------------------------------------------
 
+    def _registration(self) -> m.Register:
+        return m.Register(
+            role="vehicle",
+            id=self.config.vehicle.id,
+            name=self.config.vehicle.name,
+            cameras=[c.name for c in self.cameras],
+            offer=self.offers.offer_for_registration(),
+        )
+
+    async def _redial(self, timeout_s: float) -> bool:
+        await self.offers.prepare()
+        return await self.signaling.redial(timeout_s)
+
     async def _on_signal(self, message: m.SignalMessage) -> None:
         match message:
-            case m.Connect(session=str(session_id), operator_id=operator_id):
-                await self._start_session(session_id, operator_id or "?")
+            case m.Connect(session=str(session_id), operator_id=operator_id, offer_ahead=ahead):
+                await self._start_session(session_id, operator_id or "?", offer_ahead=ahead)
             case m.Answer(session=session_id, sdp=sdp):
                 if self.session is not None and self.session.id == session_id:
                     await self.session.accept_answer(sdp)
@@ -248,15 +261,34 @@ class VehicleService:
             case _:
                 pass
 
-    async def _start_session(self, session_id: str, operator_id: str) -> None:
-        await self._end_session("replaced by a new session")
+    async def _build_session(self, session_id: str, operator_id: str) -> tuple[Session, str]:
         session = Session(session_id, operator_id)
+        session.add_cameras(self.cameras)
+        session.open_channels(self._on_data, self._on_data_error, current=lambda: self.session)
+        return session, await session.create_offer()
+
+    def _begin(self, session: Session, session_id: str, operator_id: str) -> None:
+        session.id = session_id
+        session.operator_id = operator_id
         self.session = session
         session.started_ms = self.now_ms()
         self.supervisor.on_operator_session(self.now_ms())
-        session.add_cameras(self.cameras)
-        session.open_channels(self._on_data, self._on_data_error, current=lambda: self.session)
-        sdp = await session.create_offer()
+
+    async def _start_session(
+        self, session_id: str, operator_id: str, *, offer_ahead: bool = False
+    ) -> None:
+        await self._end_session("replaced by a new session")
+        if offer_ahead:
+            made = self.offers.take()
+            if made is not None:
+                self._begin(made, session_id, operator_id)
+                log.info("session %s with operator %s: offer made ahead", session_id, operator_id)
+                return
+            log.warning("session %s: the hub used an offer made ahead, none here", session_id)
+        else:
+            self.offers.discard()
+        session, sdp = await self._build_session(session_id, operator_id)
+        self._begin(session, session_id, operator_id)
         try:
             await self.signaling.send(m.Offer(session=session_id, sdp=sdp))
         except LinkError as err:

@@ -442,6 +442,11 @@ class LabSystem:
             longest = max(longest, after - before)
         return longest
 
+    def hub_said(self, text: str, since_ms: float) -> bool:
+        """Whether the hub logged a line containing ``text`` after ``since_ms``."""
+        with self._cond:
+            return any(text in line.text for line in self.hub_log if line.t_ms > since_ms)
+
     def registrations(self, since_ms: float) -> list[tuple[str, str]]:
         """``(role, id)`` registered at the hub after ``since_ms`` (from the hub's log)."""
         with self._cond:

@@ -83,6 +83,8 @@ def test_cut_while_driving_falls_back_then_reconnects_without_stale_commands(
     assert reconnect_ms is not None
     assert reconnect_ms <= RECONNECT_MS * SCALE, reconnect_ms
     assert system.sessions() > cut.sessions_before
+    # The vehicle re-dialled with the next session's offer made ahead, and the hub used it.
+    assert system.hub_said("with the offer", cut.start_ms)
     # The operator takes over again and drives; nothing from before the return is applied.
     system.wait_driving(timeout_s=15.0, since_ms=cut.end_ms)
     assert system.commands_applied_from_before(cut) == 0

@@ -581,3 +581,73 @@ def test_hub_command_refuses_a_malformed_listen_address() -> None:
     done = subprocess.run(argv, capture_output=True, text=True, timeout=WAIT_S * 2, check=False)
     assert done.returncode == 2
     assert "--listen 'localhost:70000': expected HOST:PORT" in done.stderr
+
+
+# -- offers made ahead -----------------------------------------------------------------------
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now_s = 100.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+async def register_with_offer(port: int, peer_id: str, role: Role, offer: str) -> Peer:
+    p = Peer(await connect(f"ws://127.0.0.1:{port}", ping_interval=None))
+    await p.send(Register(role=role, id=peer_id, offer=offer))
+    await p.expect(Registered)
+    return p
+
+
+async def test_a_session_opens_with_the_offer_the_vehicle_made_ahead() -> None:
+    clock = ManualClock()
+    async with Hub(clock=clock) as hub:
+        await hub.serve("127.0.0.1", 0)
+        port = hub.bound_port
+        vehicle = await register_with_offer(port, "v1", "vehicle", "v=0 ahead")
+        op = Peer(await connect(f"ws://127.0.0.1:{port}", ping_interval=None))
+        await op.send(Register(role="operator", id="op1"))
+        await op.expect(Registered)
+        clock.now_s += 4.9  # within OFFER_AHEAD_TTL_S
+
+        await op.send(Connect(vehicle_id="v1"))
+        to_vehicle = await vehicle.expect(Connect)
+        ack = await op.expect(Connect)
+        # The vehicle is told its offer was used; the operator gets it with no round trip.
+        assert to_vehicle.offer_ahead is True
+        assert ack.session == to_vehicle.session is not None
+        assert await op.expect(Offer) == Offer(session=ack.session, sdp="v=0 ahead")
+        assert hub.stats()["offers_ahead_used"] == 1
+        # Used once: the next session is offered the usual way.
+        await op.send(Connect(vehicle_id="v1"))
+        assert (await vehicle.expect(Bye)).session == ack.session
+        again = await vehicle.expect(Connect)
+        assert again.offer_ahead is False
+        assert (await op.expect(Bye)).session == ack.session
+        await op.expect(Connect)
+        await vehicle.send(Offer(session=str(again.session), sdp="v=0 fresh"))
+        assert (await op.expect(Offer)).sdp == "v=0 fresh"
+        await vehicle.ws.close()
+        await op.ws.close()
+
+
+async def test_an_offer_made_ahead_ages_out_and_operators_do_not_offer() -> None:
+    clock = ManualClock()
+    async with Hub(clock=clock) as hub:
+        await hub.serve("127.0.0.1", 0)
+        port = hub.bound_port
+        vehicle = await register_with_offer(port, "v1", "vehicle", "v=0 ahead")
+        op = await register_with_offer(port, "op1", "operator", "v=0 from an operator")
+        refused = await op.expect(Error)
+        assert refused.code == "bad_message"
+        assert "only vehicles offer ahead" in refused.message
+        clock.now_s += 5.1  # past OFFER_AHEAD_TTL_S: its ICE candidates may be stale
+        await op.send(Connect(vehicle_id="v1"))
+        to_vehicle = await vehicle.expect(Connect)
+        assert to_vehicle.offer_ahead is False
+        await op.expect(Connect)
+        assert hub.stats()["offers_ahead_used"] == 0
+        await vehicle.ws.close()
+        await op.ws.close()

@@ -1,0 +1,94 @@
+"""OfferAhead: the next session's offer, kept fresh while re-dialling, used or closed once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from teledrive.vehicle.offer_ahead import MAX_AGE_MS, OfferAhead
+from teledrive.vehicle.session import Session
+
+
+class Rig:
+    """Builds sessions with real (idle) peer connections on a manual clock."""
+
+    def __init__(self) -> None:
+        self.now_ms = 0.0
+        self.built: list[Session] = []
+        self.closed: list[Session] = []
+        self.fail = False
+        self.offers = OfferAhead(self.build, self.closed.append, now_ms=lambda: self.now_ms)
+
+    async def build(self) -> tuple[Session, str]:
+        if self.fail:
+            raise RuntimeError("no network interface")
+        session = Session(f"ahead{len(self.built)}", "?")
+        self.built.append(session)
+        await asyncio.sleep(0)  # building awaits (ICE gathering)
+        return session, f"sdp{len(self.built) - 1}"
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    rig = Rig()
+    yield rig
+    for session in rig.built:
+        await session.pc.close()
+
+
+async def test_an_offer_is_kept_while_fresh_and_rebuilt_when_old(rig: Rig) -> None:
+    offers = rig.offers
+    assert offers.offer_for_registration() is None  # nothing made: a plain registration
+    await offers.prepare()
+    await offers.prepare()
+    assert offers.made == 1
+    rig.now_ms += MAX_AGE_MS + 1.0
+    await offers.prepare()
+    assert offers.made == 2
+    assert rig.closed == [rig.built[0]]  # the stale one, never sent, is closed
+    assert offers.offer_for_registration() == "sdp1"
+
+
+async def test_the_offer_sent_is_the_one_taken_even_after_a_newer_one(rig: Rig) -> None:
+    offers = rig.offers
+    await offers.prepare()
+    assert offers.offer_for_registration() == "sdp0"
+    rig.now_ms += MAX_AGE_MS + 1.0
+    await offers.prepare()  # another attempt after the registration: the sent one stays
+    assert rig.closed == []
+    assert offers.take() is rig.built[0]
+    assert rig.closed == [rig.built[1]]
+    assert offers.used == 1
+    assert offers.take() is None  # used once
+
+
+async def test_a_newer_registration_replaces_the_offer_sent_before(rig: Rig) -> None:
+    offers = rig.offers
+    await offers.prepare()
+    offers.offer_for_registration()
+    rig.now_ms += MAX_AGE_MS + 1.0
+    await offers.prepare()
+    assert offers.offer_for_registration() == "sdp1"
+    assert rig.closed == [rig.built[0]]
+    assert offers.take() is rig.built[1]
+
+
+async def test_discard_closes_everything_and_a_failed_build_is_survived(rig: Rig) -> None:
+    offers = rig.offers
+    await offers.prepare()
+    offers.offer_for_registration()
+    rig.now_ms += MAX_AGE_MS + 1.0
+    await offers.prepare()
+    offers.discard()
+    assert rig.closed == [rig.built[0], rig.built[1]]
+    assert offers.take() is None
+    rig.fail = True
+    await offers.prepare()  # logged, not raised: the re-dial goes on without an offer
+    assert offers.offer_for_registration() is None
+
+
+async def test_attempts_preparing_at_once_build_one_offer(rig: Rig) -> None:
+    await asyncio.gather(*(rig.offers.prepare() for _ in range(5)))
+    assert rig.offers.made == 1

@@ -1,0 +1,117 @@
+"""Offers made ahead: the next session's peer connection, ready before an operator asks.
+
+After a cut the vehicle re-dials the hub, and the operator (on the hub's side of the link) asks
+for a new session the moment the vehicle is back. Without help the hub then tells the vehicle,
+the vehicle offers, and the offer crosses the link back: two one-way trips (about 200 ms over
+a bad cell) before ICE can start. Instead, while re-dialling, the vehicle builds the next
+session's peer connection, sends its offer with the registration (``Register.offer``), and the
+hub opens the session with it (``Connect(offer_ahead=True)``, see ``operator/hub.py``).
+
+An offer carries the vehicle's ICE candidates, which age (a modem that attaches to a new cell
+may get a new address), so the ready one is rebuilt when it is older than :data:`MAX_AGE_MS`;
+the hub, for its part, uses one only for a few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from teledrive.vehicle.session import Session
+
+log = logging.getLogger(__name__)
+
+MAX_AGE_MS = 1000.0
+"""A ready offer older than this is rebuilt before the next re-dial attempt."""
+
+SessionBuilder = Callable[[], Awaitable[tuple[Session, str]]]
+"""Builds a session (peer connection, tracks, channels) and returns it with its offer SDP."""
+
+
+@dataclass(slots=True)
+class _Ready:
+    session: Session
+    sdp: str
+    made_ms: float
+
+
+class OfferAhead:
+    """Keeps the next session's offer ready while the vehicle re-dials.
+
+    Args:
+        build: makes a session and its offer.
+        close: closes a session that will not be used (in the background).
+        now_ms: the vehicle clock in ms.
+        max_age_ms: a ready offer older than this is rebuilt by :meth:`prepare`.
+    """
+
+    def __init__(
+        self,
+        build: SessionBuilder,
+        close: Callable[[Session], None],
+        *,
+        now_ms: Callable[[], float],
+        max_age_ms: float = MAX_AGE_MS,
+    ) -> None:
+        self._build = build
+        self._close = close
+        self._now_ms = now_ms
+        self._max_age_ms = max_age_ms
+        self._ready: _Ready | None = None
+        self._sent: Session | None = None
+        self._lock = asyncio.Lock()
+        self.made = 0
+        """Offers built."""
+        self.used = 0
+        """Offers the hub opened a session with."""
+
+    async def prepare(self) -> None:
+        """Makes an offer ready unless a fresh one is; call it before each re-dial attempt.
+
+        A failure to build one is logged: the vehicle then re-dials without it.
+        """
+        async with self._lock:
+            ready = self._ready
+            if ready is not None and self._now_ms() - ready.made_ms <= self._max_age_ms:
+                return
+            try:
+                session, sdp = await self._build()
+            except Exception as err:  # an optimisation: never let it stop a re-dial
+                log.warning("could not make an offer ahead: %r", err)
+                return
+            self._ready = _Ready(session, sdp, self._now_ms())
+            self.made += 1
+            if ready is not None and ready.session is not self._sent:
+                self._close(ready.session)
+
+    def offer_for_registration(self) -> str | None:
+        """The ready offer, to send with a registration (remembered as the one sent)."""
+        ready = self._ready
+        if ready is None:
+            return None
+        if self._sent is not None and self._sent is not ready.session:
+            self._close(self._sent)  # a registration with the newer offer replaces it
+        self._sent = ready.session
+        return ready.sdp
+
+    def take(self) -> Session | None:
+        """The session whose offer the hub opened a session with; closes any other one."""
+        sent, self._sent = self._sent, None
+        self._drop_ready(keep=sent)
+        if sent is not None:
+            self.used += 1
+        return sent
+
+    def discard(self) -> None:
+        """The hub opened a session without an offer made ahead (or the vehicle stops)."""
+        sent, self._sent = self._sent, None
+        if sent is not None:
+            self._close(sent)
+        self._drop_ready(keep=sent)
+
+    def _drop_ready(self, *, keep: Session | None) -> None:
+        ready, self._ready = self._ready, None
+        if ready is not None and ready.session is not keep:
+            self._close(ready.session)
