@@ -18,6 +18,8 @@ first frame of the new session plus ``--after`` seconds.
 * stale_commands_applied: the vehicle's runtime count of commands applied past their bound;
   commands_from_before_cut_applied_after: telemetry after the link returned naming an
   applied command the operator sent before it returned (both must be 0).
+* video_sent: per camera ``[width, height, fps, bitrate_bps]`` the vehicle sent at the end of
+  the steady window (how the video adapted to the link).
 * video_recovery: the operator's video jitter-buffer counters over the whole run
   (retransmissions recovered, waits expired, keyframe requests, repeated NACKs and requests).
 
@@ -103,6 +105,7 @@ def run(
         "commands_from_before_cut_applied_after": from_before,
         "sessions": final.get("sessions"),
         "operator_errors": final.get("errors"),
+        "video_sent": steady.get("video"),
         "video_recovery": final.get("video_recovery"),
         "link_dropped": {
             direction: link[direction]["dropped"] for direction in ("uplink", "downlink")

@@ -297,14 +297,16 @@ class SignalingClient:
         waiting on TCP retransmissions, or :meth:`run` may be sleeping off its backoff. If the
         new connection opens within ``timeout_s``, the current one is dropped and :meth:`run`
         registers on the new one at once. Several calls may overlap: only the first to open
-        takes over, later ones are closed unused.
+        takes over, later ones are closed unused. A connection :meth:`run` opened by itself is
+        never dropped while it registers (it is as fresh as this one, and a second
+        registration would end the session the hub may have opened on the first).
 
         Returns:
             Whether this call's connection took over.
         """
         if self._closing.is_set():
             return False
-        before = (self._stats.registrations, self._stats.redials)
+        before = (self._stats.registrations, self._stats.redials, self._stats.connects)
         options = self._options(open_timeout_s=timeout_s)
         try:
             async with asyncio.timeout(timeout_s):
@@ -312,8 +314,9 @@ class SignalingClient:
         except (OSError, TimeoutError, InvalidHandshake) as err:
             logger.debug("signaling %s: redial failed: %s", self._url, err)
             return False
-        stale = (self._stats.registrations, self._stats.redials) != before
-        if stale or self._closing.is_set():
+        stale = (self._stats.registrations, self._stats.redials, self._stats.connects) != before
+        registering = self._ws is not None and not self._registered.is_set()
+        if stale or registering or self._closing.is_set():
             await ws.close()
             return False
         self._stats.connects += 1
@@ -418,11 +421,16 @@ class SignalingClient:
         finally:
             closing.cancel()
             woken.cancel()
-        if not opening.done():
+        handover = self._take_handover()
+        if handover is not None or not opening.done():
+            # A re-dial took over (if both opened at once, the re-dial's connection wins: it
+            # already counts as taken over).
             opening.cancel()
-            with contextlib.suppress(asyncio.CancelledError, OSError, InvalidHandshake):
-                await opening
-            handover = self._take_handover()
+            with contextlib.suppress(
+                asyncio.CancelledError, OSError, TimeoutError, InvalidHandshake
+            ):
+                unused = await opening
+                await unused.close()
             if handover is None or self._closing.is_set():
                 if handover is not None:
                     await handover.close()

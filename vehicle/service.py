@@ -243,8 +243,13 @@ class VehicleService:
         )
 
     async def _redial(self, timeout_s: float) -> bool:
+        registrations = self.signaling.stats.registrations
         await self.offers.prepare()
-        return await self.signaling.redial(timeout_s)
+        if await self.signaling.redial(timeout_s):
+            return True
+        # The client's own reconnect registered meanwhile: the hub link is as fresh, and
+        # further re-dials would only open connections to close them.
+        return self.signaling.stats.registrations > registrations
 
     async def _on_signal(self, message: m.SignalMessage) -> None:
         match message:

@@ -15,8 +15,10 @@ makes:
 - ``{"ev": "tel", "t", "mode", "seq", "sent_t", "age_ms", "stale"}``: vehicle telemetry;
   ``sent_t`` is when this operator sent command ``seq`` (None if unknown);
 - ``{"ev": "mode", "t", "mode", "previous", "reason"}``: a mode change the vehicle sent;
-- ``{"ev": "summary", "t", ...}``: :meth:`OperatorStats.summary`, on the stdin line
-  ``summary`` and once more when the probe stops (stdin ``stop``, end of stdin, SIGTERM).
+- ``{"ev": "summary", "t", ..., "video"}``: :meth:`OperatorStats.summary` and what each camera
+  sends now (``[width, height, fps, bitrate_bps]`` from the vehicle's ``VideoStatus``), on the
+  stdin line ``summary`` and once more when the probe stops (stdin ``stop``, end of stdin,
+  SIGTERM).
 """
 
 from __future__ import annotations
@@ -101,7 +103,9 @@ class Probe:
 
     def summary(self) -> None:
         """Prints the client's figures."""
-        self.emit("summary", **self.client.stats.summary())
+        status = self.client.video_status
+        video = {name: list(point) for name, point in status.cameras.items()} if status else None
+        self.emit("summary", **self.client.stats.summary(), video=video)
 
 
 def _read_stdin(probe: Probe, loop: asyncio.AbstractEventLoop, done: asyncio.Event) -> None:

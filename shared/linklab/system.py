@@ -182,7 +182,7 @@ class LabSystem:
             )
             self.vehicle = self.lab.run_in(
                 "vehicle",
-                self._cli("vehicle", "--config", str(config)),
+                self._cli("-v", "vehicle", "--config", str(config)),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 text=True,

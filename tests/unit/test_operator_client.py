@@ -1,17 +1,23 @@
-"""The operator client recovers from a vehicle whose offer it cannot answer."""
+"""The operator client: recovering from sessions that cannot work, and a stalled drive channel."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
+import re
+from collections import deque
+from typing import cast
 
 import websockets
+from aiortc import RTCCertificate, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from teledrive.operator.client import OperatorClient
+from teledrive.operator.client import DRIVE_BACKLOG_BYTES, SESSION_SETUP_S, OperatorClient
 from teledrive.operator.hub import Hub
+from teledrive.shared import channels as ch
 from teledrive.shared import messages as m
 
+HOST = "127.0.0.1"
 WAIT_S = 10.0 * float(os.environ.get("TELEDRIVE_TIME_SCALE", "1"))
 # Parses as SDP, but aiortc refuses it (no ICE credentials), as it would an offer with no
 # common codec from a mismatched vehicle.
@@ -19,6 +25,7 @@ BAD_SDP = (
     "v=0\r\no=- 0 0 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
     "c=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendonly\r\na=rtpmap:96 VP8/90000\r\n"
 )
+FINGERPRINT_LINE = re.compile(r"^a=fingerprint:.*$", re.MULTILINE)
 
 
 async def test_an_unanswerable_offer_is_dropped_and_a_new_session_asked_for() -> None:
@@ -50,3 +57,250 @@ async def test_an_unanswerable_offer_is_dropped_and_a_new_session_asked_for() ->
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+
+def _foreign_fingerprint(sdp: str) -> str:
+    """The offer with the DTLS fingerprint of another certificate than the one it will show.
+
+    What a vehicle whose certificate changed after it signalled, or a tampered signaling path,
+    looks like: ICE connects, the DTLS handshake completes, and the operator then refuses
+    the certificate, so aiortc reports the connection ``failed``.
+    """
+    other = RTCCertificate.generateCertificate().getFingerprints()[0]
+    line = f"a=fingerprint:{other.algorithm} {other.value}"
+    changed, count = FINGERPRINT_LINE.subn(line, sdp)
+    assert count >= 1, "the vehicle's offer has no fingerprint to replace"
+    return changed
+
+
+async def test_a_failed_peer_connection_ends_the_session_before_the_setup_timeout() -> None:
+    loop = asyncio.get_running_loop()
+    connects: asyncio.Queue[tuple[str, float]] = asyncio.Queue()
+    answered: asyncio.Future[float] = loop.create_future()
+    operator_states: list[tuple[str, float]] = []
+    failed = asyncio.Event()
+    vehicle_pcs: list[RTCPeerConnection] = []
+
+    async def vehicle(url: str) -> None:
+        """Answers the first session with a real aiortc offer, the later ones not at all."""
+        async with websockets.connect(url) as ws:
+            await ws.send(m.encode_text(m.Register(role="vehicle", id="van-01")))
+            async for raw in ws:
+                message = m.decode_signal(raw)
+                if isinstance(message, m.Connect) and message.session is not None:
+                    connects.put_nowait((message.session, loop.time()))
+                    if vehicle_pcs:
+                        continue
+                    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+                    vehicle_pcs.append(pc)
+                    ch.open_channels(pc, lambda _message: None)
+                    await pc.setLocalDescription(await pc.createOffer())
+                    sdp = _foreign_fingerprint(pc.localDescription.sdp)
+                    await ws.send(m.encode_text(m.Offer(session=message.session, sdp=sdp)))
+                elif isinstance(message, m.Answer):
+                    watch_operator_pc()
+                    answered.set_result(loop.time())
+                    await vehicle_pcs[0].setRemoteDescription(
+                        RTCSessionDescription(sdp=message.sdp, type="answer")
+                    )
+
+    def watch_operator_pc() -> None:
+        # The operator's peer connection exists once its answer is out, and cannot fail
+        # before the vehicle takes the answer (ICE needs the vehicle's nomination).
+        pc = client.pc
+        assert pc is not None
+
+        @pc.on("connectionstatechange")
+        def note() -> None:
+            operator_states.append((pc.connectionState, loop.time()))
+            if pc.connectionState == "failed":
+                failed.set()
+
+    async with Hub() as hub:
+        await hub.serve("127.0.0.1", 0)
+        url = f"ws://127.0.0.1:{hub.bound_port}"
+        fake = asyncio.create_task(vehicle(url))
+        await hub.wait_stats(lambda s: s["vehicles"] == 1, WAIT_S)
+        client = OperatorClient(url, "van-01", operator_id="op1")
+        run = asyncio.create_task(client.run())
+        try:
+            first, _ = await asyncio.wait_for(connects.get(), WAIT_S)
+            answered_s = await asyncio.wait_for(answered, WAIT_S)
+            await asyncio.wait_for(failed.wait(), WAIT_S)
+            second, second_s = await asyncio.wait_for(connects.get(), WAIT_S)
+
+            assert second != first
+            states = [state for state, _ in operator_states]
+            assert "failed" in states, states
+            assert "connected" not in states, states
+            assert states[-1] == "closed", states  # the client closed it before asking again
+            failed_s = next(at_s for state, at_s in operator_states if state == "failed")
+            assert answered_s <= failed_s <= second_s
+            # Asked again well before the setup time-out could have ended the session ...
+            assert second_s - answered_s < SESSION_SETUP_S / 2
+            # ... and not because the offer was refused (that path counts an error).
+            assert (client.stats.sessions, client.stats.errors) == (1, 0)
+        finally:
+            for task in (run, fake):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            for pc in vehicle_pcs:
+                await pc.close()
+
+
+class _Side(asyncio.DatagramProtocol):
+    """One socket of the relay: where one peer is told the other peer is."""
+
+    def __init__(self, link: StallableLink, stands_for: str) -> None:
+        self.link = link
+        self.stands_for = stands_for
+        self.transport: asyncio.DatagramTransport | None = None
+        self.sender: tuple[str, int] | None = None  # the other peer, as seen sending here
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.sender = addr
+        self.link.arrived(self, data)
+
+
+class StallableLink:
+    """A UDP relay between two aiortc peers that can stall.
+
+    While stalled it holds every datagram, and on release sends them all in order: a radio
+    outage with queueing (a cellular handover), during which nothing is lost and nothing is
+    acknowledged. Each peer is told, in the other's session description, that its peer is at
+    one of the relay's sockets.
+    """
+
+    def __init__(self) -> None:
+        self.stalled = False
+        self.held: deque[tuple[_Side, bytes]] = deque()
+        self.held_total = 0
+        self._sides: dict[str, _Side] = {}
+        self._advertised: dict[str, tuple[str, int]] = {}
+
+    async def open(self) -> None:
+        for peer in ("vehicle", "operator"):
+            self._sides[peer] = await self._bind(peer)
+
+    async def _bind(self, peer: str) -> _Side:
+        side = _Side(self, peer)
+        loop = asyncio.get_running_loop()
+        await loop.create_datagram_endpoint(lambda: side, local_addr=(HOST, 0))
+        return side
+
+    def close(self) -> None:
+        for side in self._sides.values():
+            if side.transport is not None:
+                side.transport.close()
+
+    def route(self, peer: str, sdp: str) -> str:
+        """``peer``'s session description with its one IPv4 host candidate on the relay."""
+        transport = self._sides[peer].transport
+        assert transport is not None
+        relay_host, relay_port = transport.get_extra_info("sockname")[:2]
+        kept: list[str] = []
+        for line in sdp.split("\r\n"):
+            fields = line.split()
+            if not line.startswith("a=candidate:"):
+                kept.append(line)
+            elif peer not in self._advertised and fields[2].lower() == "udp" and "." in fields[4]:
+                self._advertised[peer] = (fields[4], int(fields[5]))
+                fields[4:6] = [relay_host, str(relay_port)]
+                kept.append(" ".join(fields))
+        assert peer in self._advertised, f"no IPv4 UDP candidate from the {peer}"
+        return "\r\n".join(kept)
+
+    def stall(self) -> None:
+        self.stalled = True
+
+    def release(self) -> None:
+        self.stalled = False
+        while self.held:
+            self._forward(*self.held.popleft())
+
+    def arrived(self, side: _Side, data: bytes) -> None:
+        if self.stalled:
+            self.held.append((side, data))
+            self.held_total += 1
+        else:
+            self._forward(side, data)
+
+    def _forward(self, came_in: _Side, data: bytes) -> None:
+        # Sent to the socket standing for peer X: it leaves through the socket standing for
+        # the sender, so X sees it come from where it was told its peer is.
+        out = next(side for side in self._sides.values() if side is not came_in)
+        to = out.sender or self._advertised[came_in.stands_for]
+        assert out.transport is not None
+        out.transport.sendto(data, to)
+
+
+async def test_a_stalled_drive_channel_skips_commands_but_never_an_estop() -> None:
+    link = StallableLink()
+    vehicle_pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    operator_pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    received: asyncio.Queue[m.DriveCommand] = asyncio.Queue()
+    sent: list[m.DriveCommand] = []
+
+    def on_vehicle(message: m.DataMessage) -> None:
+        if isinstance(message, m.DriveCommand):
+            received.put_nowait(message)
+
+    # Never run: only its send path is used, on channels of a session built here.
+    client = OperatorClient("ws://127.0.0.1:9", "van-01", on_command_sent=sent.append)
+    try:
+        await link.open()
+        ch.open_channels(vehicle_pc, on_vehicle)
+        await vehicle_pc.setLocalDescription(await vehicle_pc.createOffer())
+        offer = link.route("vehicle", vehicle_pc.localDescription.sdp)
+        await operator_pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        client.pc = operator_pc
+        client.channels = ch.open_channels(operator_pc, lambda _message: None)
+        drive = client.channels.drive
+        opened = asyncio.Event()
+        drive.raw.on("open", opened.set)
+        await operator_pc.setLocalDescription(await operator_pc.createAnswer())
+        answer = link.route("operator", operator_pc.localDescription.sdp)
+        await vehicle_pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        await asyncio.wait_for(opened.wait(), WAIT_S)
+
+        # A drained channel: the command goes out and arrives.
+        client._send_drive(0.5, 0.0, deadman=True, estop=False)
+        assert (await asyncio.wait_for(received.get(), WAIT_S)) == sent[-1]
+
+        # The link stalls. Commands keep going out, one per loop turn (as the drive loop
+        # yields between ticks), until aiortc's congestion window is full of unacknowledged
+        # data and the channel's own queue grows past the backlog bound.
+        link.stall()
+        while drive.raw.bufferedAmount <= DRIVE_BACKLOG_BYTES:
+            assert len(sent) < 200, "no backlog built up behind the stalled link"
+            client._send_drive(0.5, 0.0, deadman=True, estop=False)
+            await asyncio.sleep(0)
+        assert client.stats.commands_skipped_backlog == 0
+        # The backlog is behind data on the wire, not the first command of a burst.
+        assert link.held_total >= 3, link.held_total
+        went_out = len(sent)
+
+        client._send_drive(1.25, 0.1, deadman=True, estop=False)
+        assert client.stats.commands_skipped_backlog == 1
+        assert len(sent) == went_out == client.stats.commands_sent_total
+
+        client._send_drive(0.0, 0.0, deadman=False, estop=True)
+        assert client.stats.commands_skipped_backlog == 1
+        estop = sent[-1]
+        assert estop.estop
+        assert len(sent) == went_out + 1 == client.stats.commands_sent_total
+
+        link.release()
+        arrived: list[m.DriveCommand] = []
+        while not arrived or not arrived[-1].estop:
+            arrived.append(await asyncio.wait_for(received.get(), WAIT_S))
+        assert arrived[-1] == estop
+        assert all(command.speed_mps != 1.25 for command in arrived)  # the skipped one
+    finally:
+        await client.close()
+        await vehicle_pc.close()
+        link.close()

@@ -11,9 +11,19 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 
 from teledrive.operator.hub import Hub
-from teledrive.shared.messages import Error, ListVehicles, Register, SignalMessage
+from teledrive.shared.messages import (
+    Error,
+    ListVehicles,
+    Register,
+    Registered,
+    SignalMessage,
+    decode_signal,
+    encode_text,
+)
 from teledrive.shared.signaling import Connector, SignalingClient
 
 TIME_SCALE = float(os.environ.get("TELEDRIVE_TIME_SCALE", "1"))
@@ -133,3 +143,43 @@ async def test_redial_cuts_a_long_reconnect_backoff_short(hub: Hub) -> None:
         assert vehicle.client.stats.reconnects == 1  # run() tried once, then redial took over
     finally:
         await vehicle.stop()
+
+
+async def test_redial_leaves_a_connection_that_is_registering_alone() -> None:
+    # The link came back and the client's own reconnect got through first: its Register is
+    # at the hub, the answer on its way. A re-dial opening now must not take over: a second
+    # registration would end the session the hub may already have opened on the first.
+    registers: asyncio.Queue[int] = asyncio.Queue()
+    answer_first = asyncio.Event()
+    connections = 0
+
+    async def slow_first_answer(ws: ServerConnection) -> None:
+        nonlocal connections
+        connections += 1
+        number = connections
+        try:
+            register = decode_signal(await ws.recv(), channel="test hub")
+        except ConnectionClosed:
+            return  # a connection closed unused
+        assert isinstance(register, Register)
+        await registers.put(number)
+        if number == 1:
+            await answer_first.wait()
+        await ws.send(encode_text(Registered(id=register.id, heartbeat_ms=1000.0)))
+        await ws.wait_closed()
+
+    async with serve(slow_first_answer, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        vehicle = Client(f"ws://127.0.0.1:{port}")
+        try:
+            async with asyncio.timeout(WAIT_S):
+                assert await registers.get() == 1
+            assert not await vehicle.client.redial(REDIAL_S)
+            answer_first.set()
+            await vehicle.client.wait_registered(WAIT_S)
+            assert connections == 2  # the re-dial did connect, and closed its connection
+            assert registers.empty()  # without registering on it
+            assert vehicle.client.stats.redials == 0
+            assert vehicle.client.stats.registrations == 1
+        finally:
+            await vehicle.stop()
