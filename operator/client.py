@@ -335,7 +335,6 @@ class OperatorClient:
                     buffer = install_fast_jitter_buffer(transceiver.receiver)
                     self.jitter_buffers.append(buffer)
                     self.stats.video_receive.append(buffer.stats)
-        self._session_started_s = self._clock()
         self._last_telemetry_s = None
         self.channels = ch.open_channels(pc, self._on_data, self._on_data_error)
         self.channels.drive.raw.on("open", self.connected.set)
@@ -497,8 +496,9 @@ class OperatorClient:
         while True:
             await asyncio.sleep(FRESHNESS_PERIOD_S)
             count += 1
-            if self._session_dead():
-                log.warning("no telemetry from the vehicle for %.1f s: new session", SESSION_DEAD_S)
+            dead = self._session_dead()
+            if dead is not None:
+                log.warning("%s: new session", dead)
                 await self._close_pc()
                 # Forget the dead session: the hub answers the new Connect with a Bye for it,
                 # which must not count as "the new session ended" (that re-asked at once, and
@@ -543,16 +543,22 @@ class OperatorClient:
                 return None
         return max(0.0, (self._clock() - last_s) * 1000.0)
 
-    def _session_dead(self) -> bool:
-        """A session whose vehicle went silent (aiortc takes ~30 s to notice by itself)."""
+    def _session_dead(self) -> str | None:
+        """Why the session is dead (aiortc takes ~30 s to notice by itself), or None."""
         if self.pc is None or self._session_started_s is None:
-            return False
-        if self.pc.connectionState in ("failed", "closed"):
-            return True  # ICE or DTLS gave up: no point waiting for the setup time-out
+            return None
+        state = self.pc.connectionState
+        if state in ("failed", "closed"):
+            # ICE or DTLS gave up: no point waiting for the setup time-out
+            return f"peer connection {state}"
         last_s = self._last_telemetry_s
         if last_s is None:
-            return self._clock() - self._session_started_s > SESSION_SETUP_S
-        return self._clock() - last_s > SESSION_DEAD_S
+            if self._clock() - self._session_started_s > SESSION_SETUP_S:
+                return f"no telemetry within {SESSION_SETUP_S:.0f} s of the session's start"
+            return None
+        if self._clock() - last_s > SESSION_DEAD_S:
+            return f"no telemetry from the vehicle for {SESSION_DEAD_S:.1f} s"
+        return None
 
     async def list_vehicles(self) -> None:
         """Asks the hub for its vehicles (the answer goes to ``on_message``)."""
