@@ -32,6 +32,7 @@ from teledrive.shared import channels as ch
 from teledrive.shared import messages as m
 from teledrive.shared.clock_sync import ClockSync
 from teledrive.shared.errors import LinkError
+from teledrive.shared.handshake_resend import install_handshake_resender
 from teledrive.shared.signaling import SignalingClient
 
 log = logging.getLogger(__name__)
@@ -199,6 +200,7 @@ class OperatorClient:
         self.jitter_buffers: list[FastJitterBuffer] = []
         """The current session's video jitter buffers (fed the clock-sync round trips)."""
         self._connect_sent_s: float | None = None
+        self._session_opened_s: float | None = None
         self._waiting_for: str | None = None
         self._seq = 0
         self._drive_start_s: float | None = None
@@ -253,15 +255,29 @@ class OperatorClient:
 
     async def _on_hub_connected(self) -> None:
         self._connect_sent_s = None
+        if self.pc is None:
+            self.session_id = None  # a session still waiting for its offer ended with the link
         await self._maybe_connect()
         if self._hub_connected_hook is not None:
             await self._hub_connected_hook()
 
     async def _maybe_connect(self) -> None:
-        """Asks the hub for a session unless one is up or a request is still pending."""
+        """Asks the hub for a session unless one is up, opened or still asked for.
+
+        A session the hub opened (acknowledged) but whose offer has not come yet counts as
+        opened: asking again would end it at the hub, and the ``bye`` for it would arrive
+        before the next acknowledgement, ending each new session in turn. It is given
+        :data:`SESSION_SETUP_S` for its offer.
+        """
         if self.pc is not None or not self.want_session:
             return
         now_s = self._clock()
+        opened_s = self._session_opened_s
+        if self.session_id is not None and opened_s is not None:
+            if now_s - opened_s < SESSION_SETUP_S:
+                return
+            log.warning("session %s: no offer within %.0f s", self.session_id, SESSION_SETUP_S)
+            self.session_id = None
         sent_s = self._connect_sent_s
         if sent_s is not None and now_s - sent_s < CONNECT_RETRY_S:
             return
@@ -284,9 +300,11 @@ class OperatorClient:
                 await self._answer(session_id, sdp)
             case m.Connect(session=session_id):
                 self.session_id = session_id
+                self._session_opened_s = self._clock()
             case m.Bye(session=session_id, reason=reason):
                 if session_id == self.session_id:
                     log.info("session %s ended by peer: %s", session_id, reason)
+                    self.session_id = None
                     await self._close_pc()
                     self._connect_sent_s = None
             case m.Error(code="unknown_vehicle" | "busy" as code, message=text):
@@ -339,6 +357,7 @@ class OperatorClient:
         self.channels = ch.open_channels(pc, self._on_data, self._on_data_error)
         self.channels.drive.raw.on("open", self.connected.set)
         await pc.setLocalDescription(await pc.createAnswer())
+        install_handshake_resender(pc, rtt_ms=self.clock_sync.rtt_ms)
         await self.signaling.send(m.Answer(session=session_id, sdp=pc.localDescription.sdp))
         self.stats.sessions += 1
 

@@ -270,7 +270,7 @@ class VehicleService:
         session = Session(session_id, operator_id)
         session.add_cameras(self.cameras)
         session.open_channels(self._on_data, self._on_data_error, current=lambda: self.session)
-        return session, await session.create_offer()
+        return session, await session.create_offer(rtt_ms=self.clock_sync.rtt_ms)
 
     def _begin(self, session: Session, session_id: str, operator_id: str) -> None:
         session.id = session_id

@@ -16,6 +16,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from teledrive.shared import channels as ch
 from teledrive.shared import messages as m
+from teledrive.shared.handshake_resend import install_handshake_resender
 from teledrive.vehicle.camera import Camera
 from teledrive.vehicle.tasks import cancel_all
 from teledrive.vehicle.video_adapt import VideoAdapter
@@ -85,9 +86,15 @@ class Session:
 
         self.channels = ch.open_channels(self.pc, bound_data, bound_error)
 
-    async def create_offer(self) -> str:
-        """Sets the local description to a new offer and returns its SDP."""
+    async def create_offer(self, *, rtt_ms: float | None = None) -> str:
+        """Sets the local description to a new offer and returns its SDP.
+
+        Args:
+            rtt_ms: the last round trip to an operator, if known: the handshakes that follow
+                re-send what is unanswered after about one and a half of it.
+        """
         await self.pc.setLocalDescription(await self.pc.createOffer())
+        install_handshake_resender(self.pc, rtt_ms=rtt_ms)
         return str(self.pc.localDescription.sdp)
 
     async def accept_answer(self, sdp: str) -> None:

@@ -6,13 +6,18 @@ import asyncio
 import contextlib
 import os
 import re
-from collections import deque
-from typing import cast
 
+import pytest
 import websockets
 from aiortc import RTCCertificate, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from udp_link import StallableLink
 
-from teledrive.operator.client import DRIVE_BACKLOG_BYTES, SESSION_SETUP_S, OperatorClient
+from teledrive.operator.client import (
+    CONNECT_RETRY_S,
+    DRIVE_BACKLOG_BYTES,
+    SESSION_SETUP_S,
+    OperatorClient,
+)
 from teledrive.operator.hub import Hub
 from teledrive.shared import channels as ch
 from teledrive.shared import messages as m
@@ -149,95 +154,6 @@ async def test_a_failed_peer_connection_ends_the_session_before_the_setup_timeou
                 await pc.close()
 
 
-class _Side(asyncio.DatagramProtocol):
-    """One socket of the relay: where one peer is told the other peer is."""
-
-    def __init__(self, link: StallableLink, stands_for: str) -> None:
-        self.link = link
-        self.stands_for = stands_for
-        self.transport: asyncio.DatagramTransport | None = None
-        self.sender: tuple[str, int] | None = None  # the other peer, as seen sending here
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.sender = addr
-        self.link.arrived(self, data)
-
-
-class StallableLink:
-    """A UDP relay between two aiortc peers that can stall.
-
-    While stalled it holds every datagram, and on release sends them all in order: a radio
-    outage with queueing (a cellular handover), during which nothing is lost and nothing is
-    acknowledged. Each peer is told, in the other's session description, that its peer is at
-    one of the relay's sockets.
-    """
-
-    def __init__(self) -> None:
-        self.stalled = False
-        self.held: deque[tuple[_Side, bytes]] = deque()
-        self.held_total = 0
-        self._sides: dict[str, _Side] = {}
-        self._advertised: dict[str, tuple[str, int]] = {}
-
-    async def open(self) -> None:
-        for peer in ("vehicle", "operator"):
-            self._sides[peer] = await self._bind(peer)
-
-    async def _bind(self, peer: str) -> _Side:
-        side = _Side(self, peer)
-        loop = asyncio.get_running_loop()
-        await loop.create_datagram_endpoint(lambda: side, local_addr=(HOST, 0))
-        return side
-
-    def close(self) -> None:
-        for side in self._sides.values():
-            if side.transport is not None:
-                side.transport.close()
-
-    def route(self, peer: str, sdp: str) -> str:
-        """``peer``'s session description with its one IPv4 host candidate on the relay."""
-        transport = self._sides[peer].transport
-        assert transport is not None
-        relay_host, relay_port = transport.get_extra_info("sockname")[:2]
-        kept: list[str] = []
-        for line in sdp.split("\r\n"):
-            fields = line.split()
-            if not line.startswith("a=candidate:"):
-                kept.append(line)
-            elif peer not in self._advertised and fields[2].lower() == "udp" and "." in fields[4]:
-                self._advertised[peer] = (fields[4], int(fields[5]))
-                fields[4:6] = [relay_host, str(relay_port)]
-                kept.append(" ".join(fields))
-        assert peer in self._advertised, f"no IPv4 UDP candidate from the {peer}"
-        return "\r\n".join(kept)
-
-    def stall(self) -> None:
-        self.stalled = True
-
-    def release(self) -> None:
-        self.stalled = False
-        while self.held:
-            self._forward(*self.held.popleft())
-
-    def arrived(self, side: _Side, data: bytes) -> None:
-        if self.stalled:
-            self.held.append((side, data))
-            self.held_total += 1
-        else:
-            self._forward(side, data)
-
-    def _forward(self, came_in: _Side, data: bytes) -> None:
-        # Sent to the socket standing for peer X: it leaves through the socket standing for
-        # the sender, so X sees it come from where it was told its peer is.
-        out = next(side for side in self._sides.values() if side is not came_in)
-        to = out.sender or self._advertised[came_in.stands_for]
-        assert out.transport is not None
-        out.transport.sendto(data, to)
-
-
 async def test_a_stalled_drive_channel_skips_commands_but_never_an_estop() -> None:
     link = StallableLink()
     vehicle_pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -304,3 +220,41 @@ async def test_a_stalled_drive_channel_skips_commands_but_never_an_estop() -> No
         await client.close()
         await vehicle_pc.close()
         link.close()
+
+
+async def test_a_session_waiting_for_its_offer_is_not_asked_for_again() -> None:
+    # The hub opened a session and the vehicle's offer is slow to come (a long link, or the
+    # operator busy closing its previous peer connection). Asking again would end that
+    # session at the hub, and its bye would arrive before the next acknowledgement: each new
+    # session ended the one before, a storm. The client waits SESSION_SETUP_S for the offer.
+    connects: asyncio.Queue[str] = asyncio.Queue()
+
+    async def slow_vehicle(url: str) -> None:
+        async with websockets.connect(url) as ws:
+            await ws.send(m.encode_text(m.Register(role="vehicle", id="van-01")))
+            async for raw in ws:
+                message = m.decode_signal(raw)
+                if isinstance(message, m.Connect) and message.session is not None:
+                    connects.put_nowait(message.session)  # and never offers
+
+    async with Hub() as hub:
+        await hub.serve("127.0.0.1", 0)
+        url = f"ws://127.0.0.1:{hub.bound_port}"
+        fake = asyncio.create_task(slow_vehicle(url))
+        await hub.wait_stats(lambda s: s["vehicles"] == 1, WAIT_S)
+        client = OperatorClient(url, "van-01", operator_id="op1")
+        run = asyncio.create_task(client.run())
+        try:
+            session = await asyncio.wait_for(connects.get(), WAIT_S)
+            # Two of the client's retry periods pass with the session still waiting.
+            window_s = 2.2 * CONNECT_RETRY_S
+            assert window_s < SESSION_SETUP_S
+            with pytest.raises(TimeoutError):
+                await hub.wait_stats(lambda s: s["sessions_opened"] > 1, window_s)
+            assert client.session_id == session
+            assert connects.empty()
+        finally:
+            for task in (run, fake):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task

@@ -1,0 +1,302 @@
+"""Early re-sends while a peer connection's handshakes run (ICE checks, DTLS), for lossy links.
+
+aioice retransmits a lost connectivity check after 500 ms and OpenSSL a lost DTLS flight after
+1 s. Over a long, lossy link (a 250 ms round trip, a few per cent loss) a reconnect needs about
+ten datagrams to cross, and one of them lost costs half a second to a second: the difference
+between a first picture within 2 s of the link's return and one after. While the handshakes
+run, :class:`HandshakeResender` re-sends what is still unanswered after ``resend_after_ms``
+(about a round trip and a half), up to ``copies`` times each: a STUN request until its
+response comes (same transaction id), a DTLS datagram until any DTLS datagram comes back from
+that address. The copies are exact: a receiver drops one it already has (STUN by transaction
+id, DTLS by record sequence number). Other datagrams (media) are never repeated, and once DTLS
+is connected the resender removes itself.
+
+:class:`ResendPlan` is the decision (datagrams and a clock in, datagrams to re-send out);
+:func:`install_handshake_resender` puts it between a peer connection and its UDP sockets. That
+reaches into aiortc's and aioice's private state (``RTCIceTransport._connection``, the aioice
+connection's ``_protocols``, each protocol's ``transport``), like the video receive path does,
+and fails loudly when it changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from teledrive.shared.errors import ConfigError, TeledriveError
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+
+DEFAULT_RESEND_AFTER_MS = 300.0
+"""Wait before a re-send when the round trip is not known (a bad cell's is about 250 ms)."""
+MIN_RESEND_AFTER_MS = 60.0
+"""Least wait: a peer needs a moment to answer (a DTLS flight is signed)."""
+DEFAULT_COPIES = 2
+"""Re-sends of one datagram at most."""
+MAX_PENDING = 16
+"""Unanswered datagrams remembered per address (a DTLS flight is a few)."""
+GIVE_UP_S = 15.0
+"""The resender removes itself after this long even if DTLS never connected."""
+
+
+class AiortcTransportError(TeledriveError, RuntimeError):
+    """aiortc's or aioice's transports no longer look the way this module expects."""
+
+
+def resend_after_ms(rtt_ms: float | None) -> float:
+    """The wait before a re-send for a measured round trip (None: not measured yet)."""
+    if rtt_ms is None or not rtt_ms >= 0.0:
+        return DEFAULT_RESEND_AFTER_MS
+    return max(MIN_RESEND_AFTER_MS, 1.5 * rtt_ms)
+
+
+_STUN_HEADER_BYTES = 20
+_STUN_COOKIE = b"\x21\x12\xa4\x42"
+
+
+def _key(addr: Address, data: bytes, *, sent: bool) -> tuple[str, object] | None:
+    """What a datagram waits for (sent) or answers (received), by its first byte (RFC 7983).
+
+    A STUN request waits for the response with its transaction id; a DTLS datagram for any
+    DTLS datagram from the same address; anything else is not tracked.
+    """
+    if not data:
+        return None
+    first = data[0]
+    if first < 4 and len(data) >= _STUN_HEADER_BYTES and data[4:8] == _STUN_COOKIE:
+        message_class = ((data[0] & 0x01) << 1) | ((data[1] >> 4) & 0x01)
+        is_request = message_class == 0
+        if sent != is_request:
+            return None  # only our requests wait, only responses (or errors) answer
+        if not sent and message_class == 1:
+            return None  # an indication answers nothing
+        return ("stun", data[8:20])
+    if 20 <= first <= 63:
+        return ("dtls", addr)
+    return None
+
+
+@dataclass(slots=True)
+class _Pending:
+    data: bytes
+    sent_ms: float
+    resends: int = 0
+
+
+@dataclass(slots=True)
+class ResendStats:
+    """What the resender did."""
+
+    sent: int = 0
+    """Datagrams that wait for an answer (STUN requests, DTLS)."""
+    received: int = 0
+    """Answers that settled some of them."""
+    resent: int = 0
+
+
+@dataclass
+class ResendPlan:
+    """Which datagrams to send again, and when (sans-I/O).
+
+    Args:
+        resend_after_ms: how long an address may stay silent after a datagram before it is
+            sent again (> 0).
+        copies: re-sends of one datagram at most (>= 0).
+
+    Raises:
+        ConfigError: a value out of range.
+    """
+
+    resend_after_ms: float = DEFAULT_RESEND_AFTER_MS
+    copies: int = DEFAULT_COPIES
+    stats: ResendStats = field(default_factory=ResendStats)
+    _pending: dict[tuple[str, object], list[tuple[Address, _Pending]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.resend_after_ms > 0.0 or self.copies < 0:
+            raise ConfigError(
+                "handshake resender: need resend_after_ms > 0 and copies >= 0, got "
+                f"{self.resend_after_ms} and {self.copies}"
+            )
+
+    def on_sent(self, addr: Address, data: bytes, now_ms: float) -> None:
+        """A datagram went to ``addr``."""
+        key = _key(addr, data, sent=True)
+        if key is None:
+            return
+        self.stats.sent += 1
+        pending = self._pending.setdefault(key, [])
+        pending.append((addr, _Pending(data, now_ms)))
+        del pending[:-MAX_PENDING]
+
+    def on_received(self, addr: Address, data: bytes) -> None:
+        """A datagram came from ``addr``: it may answer some of what was sent."""
+        key = _key(addr, data, sent=False)
+        if key is not None and self._pending.pop(key, None) is not None:
+            self.stats.received += 1
+
+    def due(self, now_ms: float) -> list[tuple[Address, bytes]]:
+        """The datagrams to send again now (each counted as re-sent)."""
+        out = []
+        for pending in self._pending.values():
+            for addr, item in pending:
+                if item.resends < self.copies and now_ms - item.sent_ms >= self.resend_after_ms:
+                    item.resends += 1
+                    item.sent_ms = now_ms
+                    out.append((addr, item.data))
+        self.stats.resent += len(out)
+        return out
+
+    def next_due_ms(self) -> float | None:
+        """When :meth:`due` next has something, or None."""
+        times = [
+            item.sent_ms + self.resend_after_ms
+            for pending in self._pending.values()
+            for _addr, item in pending
+            if item.resends < self.copies
+        ]
+        return min(times) if times else None
+
+
+class _ResendingTransport:
+    """Stands in for one aioice socket's asyncio transport: sends, and remembers for the plan."""
+
+    def __init__(self, inner: Any, on_sent: Callable[[Address, bytes], None]) -> None:
+        self._inner = inner
+        self._on_sent = on_sent
+
+    def sendto(self, data: bytes, addr: Any = None) -> None:
+        self._inner.sendto(data, addr)
+        if addr is not None:
+            self._on_sent((addr[0], addr[1]), bytes(data))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class HandshakeResender:
+    """Re-sends unanswered handshake datagrams of one peer connection until DTLS connects.
+
+    Made by :func:`install_handshake_resender`; :meth:`remove` puts everything back.
+    """
+
+    def __init__(self, plan: ResendPlan, protocols: list[Any], dtls: Any) -> None:
+        self.plan = plan
+        self._protocols = protocols
+        self._dtls = dtls
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+        self._send: dict[Address, Any] = {}
+        self._removed = False
+        for protocol in protocols:
+            inner = protocol.transport
+            protocol.transport = _ResendingTransport(inner, functools.partial(self._sent, inner))
+            received = protocol.datagram_received
+
+            def on_datagram(data: Any, addr: Any, received: Any = received) -> None:
+                self.plan.on_received((addr[0], addr[1]), bytes(data))
+                received(data, addr)
+
+            protocol.datagram_received = on_datagram
+        dtls.on("statechange", self._on_dtls_state)
+        self._give_up = self._loop.call_later(GIVE_UP_S, self.remove)
+
+    @property
+    def removed(self) -> bool:
+        """Whether it stopped (DTLS connected, failed or closed, or it gave up)."""
+        return self._removed
+
+    def _now_ms(self) -> float:
+        return self._loop.time() * 1000.0
+
+    def _sent(self, inner: Any, addr: Address, data: bytes) -> None:
+        self._send[addr] = inner
+        self.plan.on_sent(addr, data, self._now_ms())
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._removed:
+            return
+        due_ms = self.plan.next_due_ms()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if due_ms is not None:
+            delay_s = max(0.0, due_ms - self._now_ms()) / 1000.0
+            self._timer = self._loop.call_later(delay_s, self._resend)
+
+    def _resend(self) -> None:
+        self._timer = None
+        for addr, data in self.plan.due(self._now_ms()):
+            inner = self._send.get(addr)
+            if inner is not None and not inner.is_closing():
+                inner.sendto(data, addr)
+        self._schedule()
+
+    def _on_dtls_state(self) -> None:
+        if self._dtls.state in ("connected", "failed", "closed"):
+            self.remove()
+
+    def remove(self) -> None:
+        """Stops re-sending and gives the sockets back their own transport and receiver."""
+        if self._removed:
+            return
+        self._removed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        self._give_up.cancel()
+        self._dtls.remove_listener("statechange", self._on_dtls_state)
+        for protocol in self._protocols:
+            wrapper = protocol.transport
+            if isinstance(wrapper, _ResendingTransport):
+                protocol.transport = wrapper._inner
+            # The instance attribute shadows the class's method: dropping it restores that.
+            protocol.__dict__.pop("datagram_received", None)
+        if self.plan.stats.resent:
+            log.info("handshake: %s", self.plan.stats)
+
+
+def install_handshake_resender(
+    pc: Any, *, rtt_ms: float | None = None, copies: int = DEFAULT_COPIES
+) -> HandshakeResender | None:
+    """Re-sends a peer connection's unanswered handshake datagrams until DTLS connects.
+
+    Call it right after ``setLocalDescription`` (aiortc gathers its ICE candidates, and so
+    opens its sockets, there).
+
+    Args:
+        pc: an ``aiortc.RTCPeerConnection``.
+        rtt_ms: the round trip to the peer if known (the wait before a re-send follows it).
+        copies: re-sends of one datagram at most.
+
+    Returns:
+        The resender, or None when the connection has no transport yet (nothing to do).
+
+    Raises:
+        AiortcTransportError: aiortc's or aioice's private state is not as expected.
+    """
+    dtls = None
+    for transceiver in pc.getTransceivers():
+        dtls = transceiver.sender.transport
+        break
+    if dtls is None and pc.sctp is not None:
+        dtls = pc.sctp.transport
+    if dtls is None:
+        return None
+    connection = getattr(getattr(dtls, "transport", None), "_connection", None)
+    protocols = getattr(connection, "_protocols", None)
+    if not isinstance(protocols, list) or not all(
+        hasattr(p, "transport") and hasattr(p, "datagram_received") for p in protocols
+    ):
+        raise AiortcTransportError(
+            "aiortc/aioice internals changed: RTCIceTransport._connection._protocols not found;"
+            " install_handshake_resender must be updated"
+        )
+    plan = ResendPlan(resend_after_ms=resend_after_ms(rtt_ms), copies=copies)
+    return HandshakeResender(plan, list(protocols), dtls)

@@ -1,0 +1,166 @@
+"""Early re-sends during the ICE and DTLS handshakes: the plan, and two real peers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from udp_link import StallableLink
+
+from teledrive.shared.errors import ConfigError
+from teledrive.shared.handshake_resend import (
+    DEFAULT_RESEND_AFTER_MS,
+    MIN_RESEND_AFTER_MS,
+    HandshakeResender,
+    ResendPlan,
+    install_handshake_resender,
+    resend_after_ms,
+)
+
+WAIT_S = 10.0 * float(os.environ.get("TELEDRIVE_TIME_SCALE", "1"))
+PEER = ("10.0.0.2", 5000)
+OTHER = ("10.0.0.3", 5000)
+COOKIE = b"\x21\x12\xa4\x42"
+
+
+def stun(kind: int, transaction_id: bytes) -> bytes:
+    """A STUN header (RFC 5389): type, zero length, magic cookie, transaction id."""
+    return kind.to_bytes(2, "big") + b"\x00\x00" + COOKIE + transaction_id
+
+
+BINDING_REQUEST = 0x0001
+BINDING_SUCCESS = 0x0101
+BINDING_INDICATION = 0x0011
+DTLS_HANDSHAKE = b"\x16\xfe\xfd" + bytes(10)
+RTP = b"\x80\x60" + bytes(10)
+
+
+def test_a_stun_request_is_sent_again_until_its_response_comes() -> None:
+    plan = ResendPlan(resend_after_ms=100.0, copies=2)
+    request = stun(BINDING_REQUEST, b"A" * 12)
+    plan.on_sent(PEER, request, 0.0)
+    assert plan.due(99.0) == []
+    assert plan.next_due_ms() == 100.0
+    assert plan.due(100.0) == [(PEER, request)]
+    # An indication, or a response to another request, answers nothing.
+    plan.on_received(PEER, stun(BINDING_INDICATION, b"A" * 12))
+    plan.on_received(PEER, stun(BINDING_SUCCESS, b"B" * 12))
+    assert plan.due(200.0) == [(PEER, request)]
+    assert plan.due(400.0) == []  # two copies at most
+    assert plan.next_due_ms() is None
+    assert plan.stats.resent == 2
+
+    answered = ResendPlan(resend_after_ms=100.0)
+    answered.on_sent(PEER, request, 0.0)
+    answered.on_received(OTHER, stun(BINDING_SUCCESS, b"A" * 12))  # matched by transaction id
+    assert answered.due(1000.0) == []
+    assert answered.stats.received == 1
+
+
+def test_dtls_is_sent_again_until_dtls_comes_back_from_that_address() -> None:
+    plan = ResendPlan(resend_after_ms=100.0, copies=1)
+    second = b"\x16\xfe\xfd" + bytes(range(10))
+    plan.on_sent(PEER, DTLS_HANDSHAKE, 0.0)
+    plan.on_sent(PEER, second, 10.0)  # a flight of two datagrams
+    plan.on_received(PEER, stun(BINDING_SUCCESS, b"C" * 12))  # ICE traffic is no answer
+    plan.on_received(OTHER, DTLS_HANDSHAKE)  # nor DTLS from elsewhere
+    assert plan.due(110.0) == [(PEER, DTLS_HANDSHAKE), (PEER, second)]
+    plan.on_sent(PEER, DTLS_HANDSHAKE, 120.0)
+    plan.on_received(PEER, DTLS_HANDSHAKE)  # the peer's next flight: all of it got there
+    assert plan.next_due_ms() is None
+
+
+def test_media_and_our_own_answers_are_never_repeated() -> None:
+    plan = ResendPlan(resend_after_ms=100.0)
+    plan.on_sent(PEER, RTP, 0.0)
+    plan.on_sent(PEER, stun(BINDING_SUCCESS, b"D" * 12), 0.0)
+    plan.on_sent(PEER, b"", 0.0)
+    assert plan.due(1000.0) == []
+    assert plan.stats.sent == 0
+
+
+def test_the_wait_follows_the_round_trip() -> None:
+    assert resend_after_ms(None) == DEFAULT_RESEND_AFTER_MS
+    assert resend_after_ms(250.0) == 375.0
+    assert resend_after_ms(1.0) == MIN_RESEND_AFTER_MS
+    assert resend_after_ms(float("nan")) == DEFAULT_RESEND_AFTER_MS
+    with pytest.raises(ConfigError, match="resend_after_ms"):
+        ResendPlan(resend_after_ms=0.0)
+    with pytest.raises(ConfigError, match="copies"):
+        ResendPlan(copies=-1)
+
+
+def first_dtls_to_the_vehicle() -> tuple[StallableLink, list[int]]:
+    """A link that loses the operator's first DTLS datagram (its ClientHello)."""
+    lost: list[int] = []
+
+    def drop(to_peer: str, data: bytes) -> bool:
+        if to_peer == "vehicle" and 20 <= data[0] <= 63 and not lost:
+            lost.append(len(data))
+            return True
+        return False
+
+    return StallableLink(drop), lost
+
+
+async def connect_over(link: StallableLink, *, resend: bool) -> tuple[float, list[object]]:
+    """Vehicle offers, operator answers, over ``link``; seconds until both DTLS connected."""
+    vehicle = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    operator = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    resenders: list[object] = []
+    try:
+        await link.open()
+        vehicle.createDataChannel("drive", negotiated=True, id=0)
+        operator.createDataChannel("drive", negotiated=True, id=0)
+        both = asyncio.Event()
+
+        def check() -> None:
+            if vehicle.connectionState == operator.connectionState == "connected":
+                both.set()
+
+        vehicle.on("connectionstatechange", check)
+        operator.on("connectionstatechange", check)
+        start_s = time.monotonic()
+        await vehicle.setLocalDescription(await vehicle.createOffer())
+        if resend:
+            resenders.append(install_handshake_resender(vehicle, rtt_ms=1.0))
+        offer = link.route("vehicle", vehicle.localDescription.sdp)
+        await operator.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        await operator.setLocalDescription(await operator.createAnswer())
+        if resend:
+            resenders.append(install_handshake_resender(operator, rtt_ms=1.0))
+        answer = link.route("operator", operator.localDescription.sdp)
+        await vehicle.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        await asyncio.wait_for(both.wait(), WAIT_S)
+        return time.monotonic() - start_s, resenders
+    finally:
+        await vehicle.close()
+        await operator.close()
+        link.close()
+
+
+async def test_a_lost_client_hello_is_sent_again_long_before_dtls_would() -> None:
+    # OpenSSL retransmits a lost DTLS flight after 1 s; the resender after 1.5 round trips
+    # (at least 60 ms). The same loss, with and without it.
+    baseline_link, baseline_lost = first_dtls_to_the_vehicle()
+    baseline_s, _ = await connect_over(baseline_link, resend=False)
+    link, lost = first_dtls_to_the_vehicle()
+    took_s, resenders = await connect_over(link, resend=True)
+    assert baseline_lost, "the link lost no DTLS datagram"
+    assert lost, "the link lost no DTLS datagram"
+    assert baseline_s >= 1.0  # OpenSSL's first retransmission
+    assert took_s < 0.7, took_s
+    operator_side = resenders[1]
+    assert isinstance(operator_side, HandshakeResender)
+    assert operator_side.plan.stats.resent >= 1
+
+
+async def test_the_resender_removes_itself_once_dtls_is_connected() -> None:
+    link = StallableLink()
+    _took_s, resenders = await connect_over(link, resend=True)
+    for resender in resenders:
+        assert isinstance(resender, HandshakeResender)
+        assert resender.removed
