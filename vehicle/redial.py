@@ -144,7 +144,7 @@ async def run_redial(
     attempts: set[asyncio.Task[None]] = set()
 
     async def attempt(session: RedialSession) -> None:
-        if await redial(REDIAL_TIMEOUT_S):
+        if await redial(REDIAL_TIMEOUT_S) and not session.redialled:
             session.redialled = True
             log.warning("operator of session %s lost: re-dialled the hub", session.id)
 

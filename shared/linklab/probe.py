@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import signal
 import sys
 import threading
@@ -146,7 +147,13 @@ def main() -> int:
     parser.add_argument("--hub", required=True, help="hub URL, ws://HOST:PORT")
     parser.add_argument("--vehicle", required=True, help="vehicle id")
     parser.add_argument("--id", default="lab-operator", help="this operator's id")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO on stderr")
     args = parser.parse_args()
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s operator %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     return asyncio.run(main_async(args))
 
 

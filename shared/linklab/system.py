@@ -137,6 +137,7 @@ class LabSystem:
         """The probe's events, in arrival order."""
         self.vehicle_log: list[LogLine] = []
         self.hub_log: list[LogLine] = []
+        self.operator_log: list[LogLine] = []
         self.cuts: list[Cut] = []
         self.hub_starts: list[float] = []
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -191,15 +192,17 @@ class LabSystem:
             self.probe = self.lab.run_in(
                 "operator",
                 [
-                    *(self._python, "-m", "teledrive.shared.linklab.probe"),
+                    *(self._python, "-m", "teledrive.shared.linklab.probe", "-v"),
                     *("--hub", self.hub_url, "--vehicle", VEHICLE_ID),
                 ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 text=True,
                 bufsize=1,
             )
             self._follow_events(self.probe.stdout)
+            self._follow(self.probe.stderr, self.operator_log)
         except BaseException:
             self.close()
             raise
