@@ -15,6 +15,8 @@ first frame of the new session plus ``--after`` seconds.
   stamped with the vehicle's own monotonic time of the transition (the worst of the cuts).
 * reconnect_first_frame_ms: link back -> first frame of a NEW peer connection at the operator.
 * longest_freeze_ms: longest gap between frames at the operator, leaving out the cut.
+* video_frozen_fallbacks: times the vehicle left the operator because the operator's video
+  froze for 300 ms, in the steady window (the safe reaction to a long retransmission).
 * stale_commands_applied: the vehicle's runtime count of commands applied past their bound;
   commands_from_before_cut_applied_after: telemetry after the link returned naming an
   applied command the operator sent before it returned (both must be 0).
@@ -61,6 +63,8 @@ def run(
         lab.hold(window_s)
         frames = len(lab.frame_times(window_start_ms))
         steady = lab.summary()
+        # The control loop logs each mode change once ("mode A -> B at T ms: reason").
+        frozen = lab.vehicle_said("AUTONOMY at", window_start_ms, now_ms(), reason="video frozen")
         fallbacks: list[float | None] = []
         reconnects: list[float | None] = []
         from_before = 0
@@ -101,6 +105,7 @@ def run(
             _r(max(known_reconnects)) if len(known_reconnects) == cuts else None
         ),
         "longest_freeze_ms": _r(freeze_ms),
+        "video_frozen_fallbacks": frozen,
         "stale_commands_applied": final.get("stale_commands_applied"),
         "commands_from_before_cut_applied_after": from_before,
         "sessions": final.get("sessions"),

@@ -409,6 +409,17 @@ class LabSystem:
                 changes.append((at_ms, match.group(1), match.group(2)))
         return changes
 
+    def vehicle_said(
+        self, text: str, since_ms: float, until_ms: float = float("inf"), *, reason: str = ""
+    ) -> int:
+        """How many lines of the vehicle's log between the two times contain both texts."""
+        with self._cond:
+            return sum(
+                1
+                for line in self.vehicle_log
+                if since_ms < line.t_ms <= until_ms and text in line.text and reason in line.text
+            )
+
     def fallback_ms(self, cut: Cut) -> float | None:
         """Cut -> the vehicle leaving the operator (autonomy or minimal-risk stop).
 
