@@ -11,11 +11,17 @@ from teledrive.vehicle.mcu_sim import PtyMcu
 
 
 @pytest.fixture
-async def hub_url() -> AsyncIterator[str]:
-    """An in-process hub on a free loopback port; yields its ``ws://`` URL."""
+async def hub() -> AsyncIterator[Hub]:
+    """An in-process hub on a free loopback port."""
     async with Hub() as hub:
         await hub.serve("127.0.0.1", 0)
-        yield f"ws://127.0.0.1:{hub.bound_port}"
+        yield hub
+
+
+@pytest.fixture
+def hub_url(hub: Hub) -> str:
+    """The ``ws://`` URL of :func:`hub`."""
+    return f"ws://127.0.0.1:{hub.bound_port}"
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ from safety_rig import (
 )
 
 from teledrive.operator.client import OperatorClient
+from teledrive.operator.hub import Hub
 from teledrive.shared import messages as m
 from teledrive.vehicle.autonomy.base import AutonomyStatus
 from teledrive.vehicle.supervisor import OPERATOR_MODES, Mode, Transition
@@ -275,3 +276,41 @@ async def test_obstacle_on_the_route_stops_the_vehicle_before_it(hub_url: str) -
         assert not snap.collided
         assert min_gap_m > 0.05, min_gap_m
         assert snap.pose.x_m < rock.x_m - rock.radius_m
+
+
+async def test_operator_back_after_a_loss_drives_again_on_the_offer_made_ahead(
+    hub: Hub, hub_url: str, operator_process: subprocess.Popen[str]
+) -> None:
+    # The operator goes silent for longer than the vehicle's "operator lost" time: the
+    # vehicle falls back, re-dials the hub and registers with the next session's offer. When
+    # the operator comes back, the hub opens the new session with that offer, and after a
+    # takeover the operator drives again; nothing from before the loss is applied.
+    async with running_vehicle(hub_url, LONG_ROUTE) as vehicle:
+        rec = vehicle.recorder
+        type_setpoint(operator_process, 1.0, 0.0)
+        await drive_under_operator(vehicle, 1.0)
+        registrations = hub.stats()["registrations"]
+        stopped_ms = now_ms()
+        operator_process.send_signal(signal.SIGSTOP)
+        await hub.wait_stats(lambda s: s["registrations"] > registrations, 10.0 * SCALE)
+        assert vehicle.service.offers.made >= 1
+        continued_ms = now_ms()
+        operator_process.send_signal(signal.SIGCONT)
+        await hub.wait_stats(lambda s: s["offers_ahead_used"] == 1, 10.0 * SCALE)
+        await wait_until(
+            lambda: any(
+                t.to_mode is Mode.TELEOP and t.at_ms >= continued_ms for t in rec.transitions()
+            ),
+            15.0,
+            "the operator driving again",
+        )
+        assert vehicle.service.offers.used == 1
+        assert rec.stale_applications() == []
+        from_before = [
+            out.command_seq
+            for out in rec.steps
+            if out.command_seq is not None
+            and out.now_ms >= continued_ms
+            and rec.accepted[out.command_seq].sent_ms < stopped_ms
+        ]
+        assert from_before == [], "a command from before the loss was applied after it"
