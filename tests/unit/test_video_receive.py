@@ -26,6 +26,7 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
+from teledrive.operator.rtp_payload import h264_starts_frame, vp8_is_keyframe, vp8_starts_frame
 from teledrive.operator.video_receive import (
     DEFAULT_FREEZE_BUDGET_MS,
     DEFAULT_KEYFRAME_ALLOWANCE_MS,
@@ -35,11 +36,8 @@ from teledrive.operator.video_receive import (
     FastJitterBuffer,
     ReceiverJitterBuffer,
     RetransmitTimer,
-    h264_starts_frame,
     install_fast_jitter_buffer,
     ts_diff,
-    vp8_is_keyframe,
-    vp8_starts_frame,
 )
 from teledrive.shared.errors import ConfigError
 from teledrive.vehicle.camera import draw_frame_counter, read_frame_counter
