@@ -44,7 +44,7 @@ TAKEOVER_EVERY = 5
 COMMAND_TTL_MS = 250.0
 CONNECT_RETRY_S = 2.0
 SESSION_DEAD_S = 1.5
-DRIVE_BACKLOG_BYTES = 512  # about two commands waiting in aiortc's send queue
+DRIVE_BACKLOG_BYTES = 512  # 3-4 encoded commands (~140 bytes each) in aiortc's send queue
 SESSION_SETUP_S = 8.0  # a handshake over a lossy link can take seconds; "failed" ends it at once
 
 
