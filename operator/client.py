@@ -351,6 +351,10 @@ class OperatorClient:
             for transceiver in pc.getTransceivers():
                 if transceiver.kind == "video":
                     buffer = install_fast_jitter_buffer(transceiver.receiver)
+                    if self.clock_sync.rtt_ms is not None:
+                        # The last session's round trip: a new session's first losses are
+                        # waited for (and repeated) as well as later ones.
+                        buffer.observe_rtt_ms(self.clock_sync.rtt_ms)
                     self.jitter_buffers.append(buffer)
                     self.stats.video_receive.append(buffer.stats)
         self._last_telemetry_s = None

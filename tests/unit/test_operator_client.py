@@ -21,6 +21,7 @@ from teledrive.operator.client import (
 from teledrive.operator.hub import Hub
 from teledrive.shared import channels as ch
 from teledrive.shared import messages as m
+from teledrive.shared.errors import LinkError
 
 HOST = "127.0.0.1"
 WAIT_S = 10.0 * float(os.environ.get("TELEDRIVE_TIME_SCALE", "1"))
@@ -258,3 +259,25 @@ async def test_a_session_waiting_for_its_offer_is_not_asked_for_again() -> None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+
+async def test_a_new_session_starts_from_the_last_measured_round_trip() -> None:
+    # After a cut the new session's first losses come before its first clock-sync reply:
+    # its video buffers start from the round trip the last session measured.
+    client = OperatorClient("ws://127.0.0.1:9", "van-01")
+    request_id, t1 = client.clock_sync.make_request(1000.0)
+    assert client.clock_sync.on_response(request_id, t1, 5000.0, 5000.0, 1250.0) is not None
+    vehicle = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        vehicle.addTransceiver("video", direction="sendonly")
+        await vehicle.setLocalDescription(await vehicle.createOffer())
+        with pytest.raises(LinkError):  # no hub here: the answer cannot go out
+            await client._build_answer("s1", vehicle.localDescription.sdp)
+        assert len(client.jitter_buffers) == 1
+        timer = client.jitter_buffers[0].timer
+        assert timer.samples == 1
+        assert timer.srtt_ms == 250.0
+        assert client.jitter_buffers[0].repeats_feedback  # a bad cell's round trip
+    finally:
+        await client._close_pc()
+        await vehicle.close()
