@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import os
 import re
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import websockets
 from aiortc import RTCCertificate, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from udp_link import StallableLink
+from websockets.asyncio.client import ClientConnection
 
 from teledrive.operator.client import (
     CONNECT_RETRY_S,
@@ -33,18 +35,23 @@ BAD_SDP = (
 )
 FINGERPRINT_LINE = re.compile(r"^a=fingerprint:.*$", re.MULTILINE)
 
+VehicleHandler = Callable[[ClientConnection, m.SignalMessage], Awaitable[None]]
 
-async def test_an_unanswerable_offer_is_dropped_and_a_new_session_asked_for() -> None:
-    connects: asyncio.Queue[str] = asyncio.Queue()
+
+@contextlib.asynccontextmanager
+async def operator_and_fake_vehicle(
+    on_message: VehicleHandler,
+) -> AsyncIterator[tuple[Hub, OperatorClient]]:
+    """A real hub, a vehicle on a raw websocket and an operator client asking for it.
+
+    ``on_message`` gets what the hub sends the vehicle; all runs until the block ends.
+    """
 
     async def vehicle(url: str) -> None:
         async with websockets.connect(url) as ws:
             await ws.send(m.encode_text(m.Register(role="vehicle", id="van-01")))
             async for raw in ws:
-                message = m.decode_signal(raw)
-                if isinstance(message, m.Connect) and message.session is not None:
-                    connects.put_nowait(message.session)
-                    await ws.send(m.encode_text(m.Offer(session=message.session, sdp=BAD_SDP)))
+                await on_message(ws, m.decode_signal(raw))
 
     async with Hub() as hub:
         await hub.serve("127.0.0.1", 0)
@@ -54,15 +61,27 @@ async def test_an_unanswerable_offer_is_dropped_and_a_new_session_asked_for() ->
         client = OperatorClient(url, "van-01", operator_id="op1")
         run = asyncio.create_task(client.run())
         try:
-            first = await asyncio.wait_for(connects.get(), WAIT_S)
-            second = await asyncio.wait_for(connects.get(), WAIT_S)
-            assert second != first  # asked again rather than wedged on a half-built session
-            assert client.stats.errors >= 1
+            yield hub, client
         finally:
             for task in (run, fake):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+
+async def test_an_unanswerable_offer_is_dropped_and_a_new_session_asked_for() -> None:
+    connects: asyncio.Queue[str] = asyncio.Queue()
+
+    async def offer_badly(ws: ClientConnection, message: m.SignalMessage) -> None:
+        if isinstance(message, m.Connect) and message.session is not None:
+            connects.put_nowait(message.session)
+            await ws.send(m.encode_text(m.Offer(session=message.session, sdp=BAD_SDP)))
+
+    async with operator_and_fake_vehicle(offer_badly) as (_hub, client):
+        first = await asyncio.wait_for(connects.get(), WAIT_S)
+        second = await asyncio.wait_for(connects.get(), WAIT_S)
+        assert second != first  # asked again rather than wedged on a half-built session
+        assert client.stats.errors >= 1
 
 
 def _foreign_fingerprint(sdp: str) -> str:
@@ -87,28 +106,24 @@ async def test_a_failed_peer_connection_ends_the_session_before_the_setup_timeou
     failed = asyncio.Event()
     vehicle_pcs: list[RTCPeerConnection] = []
 
-    async def vehicle(url: str) -> None:
+    async def vehicle(ws: ClientConnection, message: m.SignalMessage) -> None:
         """Answers the first session with a real aiortc offer, the later ones not at all."""
-        async with websockets.connect(url) as ws:
-            await ws.send(m.encode_text(m.Register(role="vehicle", id="van-01")))
-            async for raw in ws:
-                message = m.decode_signal(raw)
-                if isinstance(message, m.Connect) and message.session is not None:
-                    connects.put_nowait((message.session, loop.time()))
-                    if vehicle_pcs:
-                        continue
-                    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-                    vehicle_pcs.append(pc)
-                    ch.open_channels(pc, lambda _message: None)
-                    await pc.setLocalDescription(await pc.createOffer())
-                    sdp = _foreign_fingerprint(pc.localDescription.sdp)
-                    await ws.send(m.encode_text(m.Offer(session=message.session, sdp=sdp)))
-                elif isinstance(message, m.Answer):
-                    watch_operator_pc()
-                    answered.set_result(loop.time())
-                    await vehicle_pcs[0].setRemoteDescription(
-                        RTCSessionDescription(sdp=message.sdp, type="answer")
-                    )
+        if isinstance(message, m.Connect) and message.session is not None:
+            connects.put_nowait((message.session, loop.time()))
+            if vehicle_pcs:
+                return
+            pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+            vehicle_pcs.append(pc)
+            ch.open_channels(pc, lambda _message: None)
+            await pc.setLocalDescription(await pc.createOffer())
+            sdp = _foreign_fingerprint(pc.localDescription.sdp)
+            await ws.send(m.encode_text(m.Offer(session=message.session, sdp=sdp)))
+        elif isinstance(message, m.Answer):
+            watch_operator_pc()
+            answered.set_result(loop.time())
+            await vehicle_pcs[0].setRemoteDescription(
+                RTCSessionDescription(sdp=message.sdp, type="answer")
+            )
 
     def watch_operator_pc() -> None:
         # The operator's peer connection exists once its answer is out, and cannot fail
@@ -122,37 +137,27 @@ async def test_a_failed_peer_connection_ends_the_session_before_the_setup_timeou
             if pc.connectionState == "failed":
                 failed.set()
 
-    async with Hub() as hub:
-        await hub.serve("127.0.0.1", 0)
-        url = f"ws://127.0.0.1:{hub.bound_port}"
-        fake = asyncio.create_task(vehicle(url))
-        await hub.wait_stats(lambda s: s["vehicles"] == 1, WAIT_S)
-        client = OperatorClient(url, "van-01", operator_id="op1")
-        run = asyncio.create_task(client.run())
-        try:
+    try:
+        async with operator_and_fake_vehicle(vehicle) as (_hub, client):
             first, _ = await asyncio.wait_for(connects.get(), WAIT_S)
             answered_s = await asyncio.wait_for(answered, WAIT_S)
             await asyncio.wait_for(failed.wait(), WAIT_S)
             second, second_s = await asyncio.wait_for(connects.get(), WAIT_S)
+    finally:
+        for pc in vehicle_pcs:
+            await pc.close()
 
-            assert second != first
-            states = [state for state, _ in operator_states]
-            assert "failed" in states, states
-            assert "connected" not in states, states
-            assert states[-1] == "closed", states  # the client closed it before asking again
-            failed_s = next(at_s for state, at_s in operator_states if state == "failed")
-            assert answered_s <= failed_s <= second_s
-            # Asked again well before the setup time-out could have ended the session ...
-            assert second_s - answered_s < SESSION_SETUP_S / 2
-            # ... and not because the offer was refused (that path counts an error).
-            assert (client.stats.sessions, client.stats.errors) == (1, 0)
-        finally:
-            for task in (run, fake):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            for pc in vehicle_pcs:
-                await pc.close()
+    assert second != first
+    states = [state for state, _ in operator_states]
+    assert "failed" in states, states
+    assert "connected" not in states, states
+    assert states[-1] == "closed", states  # the client closed it before asking again
+    failed_s = next(at_s for state, at_s in operator_states if state == "failed")
+    assert answered_s <= failed_s <= second_s
+    # Asked again well before the setup time-out could have ended the session ...
+    assert second_s - answered_s < SESSION_SETUP_S / 2
+    # ... and not because the offer was refused (that path counts an error).
+    assert (client.stats.sessions, client.stats.errors) == (1, 0)
 
 
 async def test_a_stalled_drive_channel_skips_commands_but_never_an_estop() -> None:
@@ -230,35 +235,19 @@ async def test_a_session_waiting_for_its_offer_is_not_asked_for_again() -> None:
     # session ended the one before, a storm. The client waits SESSION_SETUP_S for the offer.
     connects: asyncio.Queue[str] = asyncio.Queue()
 
-    async def slow_vehicle(url: str) -> None:
-        async with websockets.connect(url) as ws:
-            await ws.send(m.encode_text(m.Register(role="vehicle", id="van-01")))
-            async for raw in ws:
-                message = m.decode_signal(raw)
-                if isinstance(message, m.Connect) and message.session is not None:
-                    connects.put_nowait(message.session)  # and never offers
+    async def slow_vehicle(_ws: ClientConnection, message: m.SignalMessage) -> None:
+        if isinstance(message, m.Connect) and message.session is not None:
+            connects.put_nowait(message.session)  # and never offers
 
-    async with Hub() as hub:
-        await hub.serve("127.0.0.1", 0)
-        url = f"ws://127.0.0.1:{hub.bound_port}"
-        fake = asyncio.create_task(slow_vehicle(url))
-        await hub.wait_stats(lambda s: s["vehicles"] == 1, WAIT_S)
-        client = OperatorClient(url, "van-01", operator_id="op1")
-        run = asyncio.create_task(client.run())
-        try:
-            session = await asyncio.wait_for(connects.get(), WAIT_S)
-            # Two of the client's retry periods pass with the session still waiting.
-            window_s = 2.2 * CONNECT_RETRY_S
-            assert window_s < SESSION_SETUP_S
-            with pytest.raises(TimeoutError):
-                await hub.wait_stats(lambda s: s["sessions_opened"] > 1, window_s)
-            assert client.session_id == session
-            assert connects.empty()
-        finally:
-            for task in (run, fake):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+    async with operator_and_fake_vehicle(slow_vehicle) as (hub, client):
+        session = await asyncio.wait_for(connects.get(), WAIT_S)
+        # Two of the client's retry periods pass with the session still waiting.
+        window_s = 2.2 * CONNECT_RETRY_S
+        assert window_s < SESSION_SETUP_S
+        with pytest.raises(TimeoutError):
+            await hub.wait_stats(lambda s: s["sessions_opened"] > 1, window_s)
+        assert client.session_id == session
+        assert connects.empty()
 
 
 async def test_a_new_session_starts_from_the_last_measured_round_trip() -> None:
