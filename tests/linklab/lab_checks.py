@@ -1,0 +1,38 @@
+"""Checks the link-lab system tests share (each profile's module has its own lab)."""
+
+from __future__ import annotations
+
+from teledrive.shared.linklab.system import Cut, LabSystem, now_ms, time_scale
+
+FREEZE_MS = 500.0  # [linklab]: no freeze longer than this except during outages
+RECONNECT_MS = 2000.0  # [linklab]: the first frame within 2 s of the link's return
+FPS = 30
+
+
+def video_flows(system: LabSystem, window_s: float) -> tuple[float, float]:
+    """Drives for ``window_s`` and checks the video kept flowing; returns the window."""
+    system.wait_driving(since_ms=now_ms())
+    start_ms = now_ms()
+    system.hold(window_s)
+    end_ms = now_ms()
+    frames = system.frame_times(start_ms, end_ms)
+    assert len(frames) >= 0.8 * FPS * window_s, f"{len(frames)} frames in {window_s} s"
+    freeze_ms = system.longest_freeze_ms(start_ms, end_ms)
+    assert freeze_ms <= FREEZE_MS, f"video froze for {freeze_ms:.0f} ms"
+    return start_ms, end_ms
+
+
+def cut_and_reconnect(system: LabSystem, cut_s: float) -> Cut:
+    """Cuts the link while driving and checks a new session shows video within 2 s."""
+    system.wait_driving(since_ms=now_ms())
+    cut = system.cut(cut_s)
+    system.wait_for(
+        lambda: system.first_frame_after(cut) is not None,
+        cut_s + 10.0,
+        "the first frame of a new peer connection",
+    )
+    reconnect_ms = system.reconnect_first_frame_ms(cut)
+    assert reconnect_ms is not None
+    assert reconnect_ms <= RECONNECT_MS * time_scale(), reconnect_ms
+    assert system.sessions() > cut.sessions_before
+    return cut
