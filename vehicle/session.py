@@ -135,7 +135,14 @@ class SessionCloser:
         self._closing: set[asyncio.Task[None]] = set()
 
     def close(self, session: Session) -> None:
-        """Starts closing the session's peer connection in the background."""
+        """Stops the session's tracks and starts closing its peer connection in the background.
+
+        aiortc stops a track when its sender's RTP loop ends, so a sender that never started
+        (a session that never connected, or an offer made ahead and not used) leaves its
+        track live, with its encoder's thread pool.
+        """
+        for track in session.tracks:
+            track.stop()
         task = asyncio.create_task(close_pc(session.pc), name=f"close-{session.id}")
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)

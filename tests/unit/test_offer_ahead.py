@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from teledrive.vehicle.camera import Camera, SyntheticSource
 from teledrive.vehicle.offer_ahead import MAX_AGE_MS, OfferAhead
-from teledrive.vehicle.session import Session
+from teledrive.vehicle.session import Session, SessionCloser
 
 
 class Rig:
@@ -92,3 +93,15 @@ async def test_discard_closes_everything_and_a_failed_build_is_survived(rig: Rig
 async def test_attempts_preparing_at_once_build_one_offer(rig: Rig) -> None:
     await asyncio.gather(*(rig.offers.prepare() for _ in range(5)))
     assert rig.offers.made == 1
+
+
+async def test_a_session_closed_unused_stops_its_camera_tracks() -> None:
+    # An offer made ahead and never used: its senders never ran, so aiortc never stops
+    # their tracks; the closer does.
+    camera = Camera(lambda: SyntheticSource(320, 240), name="front", fps=10)
+    session = Session("ahead", "?")
+    session.add_cameras([camera])
+    closer = SessionCloser()
+    closer.close(session)
+    assert [track.readyState for track in session.tracks] == ["ended"]
+    await closer.drain()
