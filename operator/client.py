@@ -32,7 +32,7 @@ from teledrive.shared import channels as ch
 from teledrive.shared import messages as m
 from teledrive.shared.clock_sync import ClockSync
 from teledrive.shared.errors import LinkError
-from teledrive.shared.handshake_resend import install_handshake_resender
+from teledrive.shared.handshake_resend import HandshakeResender, install_handshake_resender
 from teledrive.shared.signaling import SignalingClient
 
 log = logging.getLogger(__name__)
@@ -201,6 +201,7 @@ class OperatorClient:
         """The current session's video jitter buffers (fed the clock-sync round trips)."""
         self._connect_sent_s: float | None = None
         self._session_opened_s: float | None = None
+        self._handshake: HandshakeResender | None = None
         self._waiting_for: str | None = None
         self._seq = 0
         self._drive_start_s: float | None = None
@@ -246,6 +247,9 @@ class OperatorClient:
 
     async def _close_pc(self) -> None:
         pc, self.pc, self.channels = self.pc, None, None
+        handshake, self._handshake = self._handshake, None
+        if handshake is not None:
+            handshake.remove()
         self.connected.clear()
         self._last_frame_by_camera = {}  # a new session's video starts unseen
         if pc is not None:
@@ -361,7 +365,7 @@ class OperatorClient:
         self.channels = ch.open_channels(pc, self._on_data, self._on_data_error)
         self.channels.drive.raw.on("open", self.connected.set)
         await pc.setLocalDescription(await pc.createAnswer())
-        install_handshake_resender(pc, rtt_ms=self.clock_sync.rtt_ms)
+        self._handshake = install_handshake_resender(pc, rtt_ms=self.clock_sync.rtt_ms)
         await self.signaling.send(m.Answer(session=session_id, sdp=pc.localDescription.sdp))
         self.stats.sessions += 1
 

@@ -368,7 +368,9 @@ class FastJitterBuffer:
         :attr:`repeats_feedback`): aiortc's receiver sends the first NACK itself.
         """
         due, self._nacks_due = self._nacks_due, []
-        return due
+        # Ascending, as aiortc's own NACKs: its packing of (PID, BLP) pairs expects it (a
+        # list across the wrap-around would make it raise).
+        return sorted(set(due))
 
     def _add(self, packet: RtpPacket) -> JitterFrame | None:
         ext = self._unwrap(packet.sequence_number)
@@ -795,8 +797,13 @@ class ReceiverJitterBuffer:
         if nacks:
             task = asyncio.get_running_loop().create_task(self._send_nack(packet.ssrc, nacks))
             self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
+            task.add_done_callback(self._sent)
         return result
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("video: NACK copies not sent: %r", task.exception())
 
 
 def luma_plane(frame: Any) -> npt.NDArray[np.uint8]:

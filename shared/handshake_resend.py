@@ -130,8 +130,10 @@ class ResendPlan:
         key = _key(addr, data, sent=True)
         if key is None:
             return
-        self.stats.sent += 1
         pending = self._pending.setdefault(key, [])
+        if any(item.data == data for _addr, item in pending):
+            return  # the stack's own retransmission of what is already pending
+        self.stats.sent += 1
         pending.append((addr, _Pending(data, now_ms)))
         del pending[:-MAX_PENDING]
 

@@ -315,6 +315,8 @@ class SignalingClient:
             logger.debug("signaling %s: redial failed: %s", self._url, err)
             return False
         stale = (self._stats.registrations, self._stats.redials, self._stats.connects) != before
+        # Refused also when that connection is stuck registering (the link cut right after
+        # its TCP handshake): then register_timeout_s ends it and re-dials take over again.
         registering = self._ws is not None and not self._registered.is_set()
         if stale or registering or self._closing.is_set():
             await ws.close()

@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 MAX_AGE_MS = 1000.0
 """A ready offer older than this is rebuilt before the next re-dial attempt."""
+MAX_SEND_AGE_MS = 5000.0
+"""A ready offer older than this is not sent with a registration (no re-dial made it: it is
+left over, and its candidates may be stale): it is closed instead."""
 
 SessionBuilder = Callable[[], Awaitable[tuple[Session, str]]]
 """Builds a session (peer connection, tracks, channels) and returns it with its offer SDP."""
@@ -81,15 +84,20 @@ class OfferAhead:
             except Exception as err:  # an optimisation: never let it stop a re-dial
                 log.warning("could not make an offer ahead: %r", err)
                 return
-            self._ready = _Ready(session, sdp, self._now_ms())
+            # Read again: a Connect may have taken or dropped the offers while this one was
+            # being built (take() and discard() do not wait for the lock).
+            old, self._ready = self._ready, _Ready(session, sdp, self._now_ms())
             self.made += 1
-            if ready is not None and ready.session is not self._sent:
-                self._close(ready.session)
+            if old is not None and old.session is not self._sent:
+                self._close(old.session)
 
     def offer_for_registration(self) -> str | None:
         """The ready offer, to send with a registration (remembered as the one sent)."""
         ready = self._ready
         if ready is None:
+            return None
+        if self._now_ms() - ready.made_ms > MAX_SEND_AGE_MS:
+            self.discard()  # left over from a re-dial long done
             return None
         if self._sent is not None and self._sent is not ready.session:
             self._close(self._sent)  # a registration with the newer offer replaces it

@@ -21,6 +21,8 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from teledrive.vehicle.tasks import cancel_all
+
 log = logging.getLogger(__name__)
 
 OPERATOR_LOST_MS = 1000.0
@@ -161,5 +163,5 @@ async def run_redial(
             attempts.add(task)
             task.add_done_callback(attempts.discard)
     finally:
-        for task in attempts:
-            task.cancel()
+        # Awaited, so that no attempt is still making an offer when the service closes them.
+        await cancel_all(list(attempts))

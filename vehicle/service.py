@@ -243,13 +243,18 @@ class VehicleService:
         )
 
     async def _redial(self, timeout_s: float) -> bool:
-        registrations = self.signaling.stats.registrations
+        stats = self.signaling.stats
+        before = (stats.registrations, stats.redials)
         await self.offers.prepare()
-        if await self.signaling.redial(timeout_s):
+        # Another attempt (or the client's own reconnect) may have got through while the
+        # offer was being made: dialling now could take over a connection just registered.
+        if (stats.registrations, stats.redials) == before and await self.signaling.redial(
+            timeout_s
+        ):
             return True
-        # The client's own reconnect registered meanwhile: the hub link is as fresh, and
-        # further re-dials would only open connections to close them.
-        return self.signaling.stats.registrations > registrations
+        # A registration since this attempt began means the hub link is fresh: further
+        # re-dials would only open connections to close them.
+        return stats.registrations > before[0]
 
     async def _on_signal(self, message: m.SignalMessage) -> None:
         match message:
@@ -268,9 +273,13 @@ class VehicleService:
 
     async def _build_session(self, session_id: str, operator_id: str) -> tuple[Session, str]:
         session = Session(session_id, operator_id)
-        session.add_cameras(self.cameras)
-        session.open_channels(self._on_data, self._on_data_error, current=lambda: self.session)
-        return session, await session.create_offer(rtt_ms=self.clock_sync.rtt_ms)
+        try:
+            session.add_cameras(self.cameras)
+            session.open_channels(self._on_data, self._on_data_error, current=lambda: self.session)
+            return session, await session.create_offer(rtt_ms=self.clock_sync.rtt_ms)
+        except BaseException:
+            self._closer.close(session)  # failed or cancelled half-way: nobody else has it
+            raise
 
     def _begin(self, session: Session, session_id: str, operator_id: str) -> None:
         session.id = session_id
@@ -289,7 +298,12 @@ class VehicleService:
                 self._begin(made, session_id, operator_id)
                 log.info("session %s with operator %s: offer made ahead", session_id, operator_id)
                 return
+            # The operator has an offer no peer connection here belongs to: end the session
+            # (a second offer would race the answer to the first); the operator asks again.
             log.warning("session %s: the hub used an offer made ahead, none here", session_id)
+            with contextlib.suppress(LinkError):
+                await self.signaling.send(m.Bye(session=session_id, reason="offer made ahead lost"))
+            return
         else:
             self.offers.discard()
         session, sdp = await self._build_session(session_id, operator_id)

@@ -16,7 +16,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from teledrive.shared import channels as ch
 from teledrive.shared import messages as m
-from teledrive.shared.handshake_resend import install_handshake_resender
+from teledrive.shared.handshake_resend import HandshakeResender, install_handshake_resender
 from teledrive.vehicle.camera import Camera
 from teledrive.vehicle.tasks import cancel_all
 from teledrive.vehicle.video_adapt import VideoAdapter
@@ -50,6 +50,8 @@ class Session:
         self.started_ms = 0.0
         self.last_data_ms: float | None = None
         self.redialled = False
+        self.handshake: HandshakeResender | None = None
+        """Re-sends unanswered handshake datagrams until DTLS connects (see create_offer)."""
 
     def add_cameras(self, cameras: Iterable[Camera]) -> None:
         """Adds one send-only H.264 video track per camera, and the video adapter over them."""
@@ -94,7 +96,7 @@ class Session:
                 re-send what is unanswered after about one and a half of it.
         """
         await self.pc.setLocalDescription(await self.pc.createOffer())
-        install_handshake_resender(self.pc, rtt_ms=rtt_ms)
+        self.handshake = install_handshake_resender(self.pc, rtt_ms=rtt_ms)
         return str(self.pc.localDescription.sdp)
 
     async def accept_answer(self, sdp: str) -> None:
@@ -143,6 +145,8 @@ class SessionCloser:
         """
         for track in session.tracks:
             track.stop()
+        if session.handshake is not None:
+            session.handshake.remove()  # DTLS may never have started: it would not say so
         task = asyncio.create_task(close_pc(session.pc), name=f"close-{session.id}")
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)

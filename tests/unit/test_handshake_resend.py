@@ -164,3 +164,12 @@ async def test_the_resender_removes_itself_once_dtls_is_connected() -> None:
     for resender in resenders:
         assert isinstance(resender, HandshakeResender)
         assert resender.removed
+
+
+def test_the_stacks_own_retransmission_is_not_pending_twice() -> None:
+    plan = ResendPlan(resend_after_ms=100.0, copies=1)
+    request = stun(BINDING_REQUEST, b"E" * 12)
+    plan.on_sent(PEER, request, 0.0)
+    plan.on_sent(PEER, request, 50.0)  # aioice retransmits the same transaction
+    assert plan.due(200.0) == [(PEER, request)]
+    assert plan.stats.sent == 1

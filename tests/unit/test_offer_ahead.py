@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from teledrive.vehicle.camera import Camera, SyntheticSource
-from teledrive.vehicle.offer_ahead import MAX_AGE_MS, OfferAhead
+from teledrive.vehicle.offer_ahead import MAX_AGE_MS, MAX_SEND_AGE_MS, OfferAhead
 from teledrive.vehicle.session import Session, SessionCloser
 
 
@@ -104,4 +104,39 @@ async def test_a_session_closed_unused_stops_its_camera_tracks() -> None:
     closer = SessionCloser()
     closer.close(session)
     assert [track.readyState for track in session.tracks] == ["ended"]
+    await closer.drain()
+
+
+async def test_an_offer_taken_while_a_newer_one_is_built_stays_open(rig: Rig) -> None:
+    # A Connect that uses the offer sent arrives while a re-dial attempt builds a newer one:
+    # the session now driving must not be closed as "the old offer".
+    offers = rig.offers
+    await offers.prepare()
+    offers.offer_for_registration()
+    rig.now_ms += MAX_AGE_MS + 1.0
+    building = asyncio.create_task(offers.prepare())
+    await asyncio.sleep(0)  # the build has started and waits (ICE gathering)
+    taken = offers.take()
+    await building
+    assert taken is rig.built[0]
+    assert taken not in rig.closed
+    offers.discard()
+    assert rig.closed == [rig.built[1]]
+
+
+async def test_an_offer_left_over_from_a_past_redial_is_not_sent(rig: Rig) -> None:
+    await rig.offers.prepare()
+    rig.now_ms += MAX_SEND_AGE_MS + 1.0
+    assert rig.offers.offer_for_registration() is None
+    assert rig.closed == [rig.built[0]]
+
+
+async def test_closing_a_session_removes_its_handshake_resender() -> None:
+    session = Session("s1", "op")
+    session.open_channels(lambda _m: None, lambda _c, _t: None, current=lambda: session)
+    await session.create_offer()
+    assert session.handshake is not None
+    closer = SessionCloser()
+    closer.close(session)  # never answered: DTLS never started, so it would not say so
+    assert session.handshake.removed
     await closer.drain()

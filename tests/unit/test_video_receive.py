@@ -24,7 +24,7 @@ from aiortc.codecs.h264 import H264Decoder, H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import RTCP_RTPFB_NACK, RtcpPacket, RtcpRtpfbPacket, RtpPacket
 
 from teledrive.operator.rtp_payload import h264_starts_frame, vp8_is_keyframe, vp8_starts_frame
 from teledrive.operator.video_receive import (
@@ -981,3 +981,20 @@ async def test_installed_buffer_sends_the_nack_copies(long_h264: list[EncodedFra
         receiver_side.add(receive(wire.packets[index]))
     await asyncio.wait_for(all_sent.wait(), timeout=5.0)
     assert sent == [(1234, [lost_seq]), (1234, [lost_seq])]
+
+
+def test_nack_copies_across_the_sequence_wrap_are_ascending(long_h264: list[EncodedFrame]) -> None:
+    # aiortc packs NACKs as (PID, bitmask) pairs from an ascending list; one across the
+    # wrap-around in arrival order (65535 before 0) would make it raise.
+    first_seq = 65536 - 3
+    wire = packetize(long_h264, H264_PT, first_seq=first_seq)
+    lost = {2, 3}  # sequence numbers 65535 and 0
+    schedule = [(t, i) for t, i in arrivals(wire, lost=0, rtx_delay_ms=0.0) if i not in lost]
+    h = Harness(wire, wait_ms=None, stream_clock=False)
+    for _ in range(20):
+        h.buffer.observe_rtt_ms(250.0)
+    nacks = play_collecting_nacks(h, schedule)
+    assert nacks == [[0, 65535], [0, 65535]]
+    packet = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=1, media_ssrc=1234)
+    packet.lost = nacks[0]
+    assert RtcpPacket.parse(bytes(packet))[0].lost == [0, 65535]
