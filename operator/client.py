@@ -236,7 +236,7 @@ class OperatorClient:
     async def close(self) -> None:
         """Stops driving (a last zero command), closes the session and the hub link."""
         if self.channels is not None:
-            self._send_drive(0.0, 0.0, deadman=False, estop=False)
+            self._send_drive(0.0, 0.0, deadman=False, estop=False, always=True)
         for task in [*self._tasks, *self._track_tasks]:
             task.cancel()
         for task in [*self._tasks, *self._track_tasks]:
@@ -465,12 +465,18 @@ class OperatorClient:
     # -- loops ------------------------------------------------------------------------------
 
     def _send_drive(
-        self, speed_mps: float, steer_rad: float, *, deadman: bool, estop: bool
+        self,
+        speed_mps: float,
+        steer_rad: float,
+        *,
+        deadman: bool,
+        estop: bool,
+        always: bool = False,
     ) -> None:
         if self.channels is None:
             return
         buffered = getattr(self.channels.drive.raw, "bufferedAmount", 0)
-        if buffered > DRIVE_BACKLOG_BYTES and not estop:
+        if buffered > DRIVE_BACKLOG_BYTES and not (estop or always):
             # The channel has not drained (a stall or an outage): a new command would only
             # queue behind stale ones that the vehicle drops anyway. Skip it; the next tick
             # tries again with a fresher one.

@@ -216,11 +216,17 @@ async def test_a_stalled_drive_channel_skips_commands_but_never_an_estop() -> No
         assert estop.estop
         assert len(sent) == went_out + 1 == client.stats.commands_sent_total
 
+        # So does the last stop a closing client sends.
+        client._send_drive(0.0, 0.0, deadman=False, estop=False, always=True)
+        assert client.stats.commands_skipped_backlog == 1
+        last_stop = sent[-1]
+        assert (last_stop.deadman, last_stop.estop) == (False, False)
+
         link.release()
         arrived: list[m.DriveCommand] = []
-        while not arrived or not arrived[-1].estop:
+        while not arrived or arrived[-1] != last_stop:
             arrived.append(await asyncio.wait_for(received.get(), WAIT_S))
-        assert arrived[-1] == estop
+        assert arrived[-2] == estop
         assert all(command.speed_mps != 1.25 for command in arrived)  # the skipped one
     finally:
         await client.close()
