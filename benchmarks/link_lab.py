@@ -64,7 +64,11 @@ def run(
         frames = len(lab.frame_times(window_start_ms))
         steady = lab.summary()
         # The control loop logs each mode change once ("mode A -> B at T ms: reason").
-        frozen = lab.vehicle_said("AUTONOMY at", window_start_ms, now_ms(), reason="video frozen")
+        frozen = len(
+            lab.log_lines(
+                "vehicle", window_start_ms, now_ms(), containing=("AUTONOMY at", "video frozen")
+            )
+        )
         fallbacks: list[float | None] = []
         reconnects: list[float | None] = []
         from_before = 0

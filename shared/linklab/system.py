@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from teledrive.shared.errors import LinkError
 from teledrive.shared.linklab.netns import LinkLab
@@ -397,28 +397,32 @@ class LabSystem:
         event = self.first_frame_after(cut)
         return None if event is None else event["t"] - cut.end_ms
 
+    def log_lines(
+        self,
+        process: Literal["hub", "vehicle", "operator"],
+        since_ms: float,
+        until_ms: float = float("inf"),
+        *,
+        containing: tuple[str, ...] = (),
+    ) -> list[LogLine]:
+        """Lines a process logged after ``since_ms`` up to ``until_ms``, with every text given."""
+        log = {"hub": self.hub_log, "vehicle": self.vehicle_log, "operator": self.operator_log}
+        with self._cond:
+            return [
+                line
+                for line in log[process]
+                if since_ms < line.t_ms <= until_ms and all(t in line.text for t in containing)
+            ]
+
     def mode_changes(self, since_ms: float = 0.0) -> list[tuple[float, str, str]]:
         """The vehicle's mode changes from its log: ``(t_ms, from, to)``."""
-        with self._cond:
-            lines = [line for line in self.vehicle_log if line.t_ms > since_ms]
         changes = []
-        for line in lines:
+        for line in self.log_lines("vehicle", since_ms):
             match = _MODE_LINE.search(line.text)
             if match:
                 at_ms = float(match.group(3)) if match.group(3) else line.t_ms
                 changes.append((at_ms, match.group(1), match.group(2)))
         return changes
-
-    def vehicle_said(
-        self, text: str, since_ms: float, until_ms: float = float("inf"), *, reason: str = ""
-    ) -> int:
-        """How many lines of the vehicle's log between the two times contain both texts."""
-        with self._cond:
-            return sum(
-                1
-                for line in self.vehicle_log
-                if since_ms < line.t_ms <= until_ms and text in line.text and reason in line.text
-            )
 
     def fallback_ms(self, cut: Cut) -> float | None:
         """Cut -> the vehicle leaving the operator (autonomy or minimal-risk stop).
@@ -456,17 +460,10 @@ class LabSystem:
             longest = max(longest, after - before)
         return longest
 
-    def hub_said(self, text: str, since_ms: float) -> bool:
-        """Whether the hub logged a line containing ``text`` after ``since_ms``."""
-        with self._cond:
-            return any(text in line.text for line in self.hub_log if line.t_ms > since_ms)
-
     def registrations(self, since_ms: float) -> list[tuple[str, str]]:
         """``(role, id)`` registered at the hub after ``since_ms`` (from the hub's log)."""
-        with self._cond:
-            lines = [line for line in self.hub_log if line.t_ms > since_ms]
         found = []
-        for line in lines:
+        for line in self.log_lines("hub", since_ms):
             match = _REGISTERED_LINE.search(line.text)
             if match:
                 found.append((match.group(1), match.group(2)))
