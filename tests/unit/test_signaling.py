@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import random
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from signaling_rig import HEARTBEAT_S, WAIT_S, Inbox, Running, start, url_of
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 
 from teledrive.operator.hub import Hub
-from teledrive.operator.presence import Role
 from teledrive.shared.errors import ConfigError, LinkError
 from teledrive.shared.messages import (
     Answer,
@@ -30,83 +28,6 @@ from teledrive.shared.messages import (
     encode_text,
 )
 from teledrive.shared.signaling import Backoff, SignalingClient
-
-TIME_SCALE = float(os.environ.get("TELEDRIVE_TIME_SCALE", "1"))
-WAIT_S = 5.0 * TIME_SCALE
-HEARTBEAT_S = 1.0  # the hub's longest: healthy peers on a loaded machine are not dropped
-
-
-class Inbox:
-    """Collects what a client dispatches, so tests can wait for it."""
-
-    def __init__(self) -> None:
-        self.messages: asyncio.Queue[SignalMessage] = asyncio.Queue()
-        self.connected: asyncio.Queue[None] = asyncio.Queue()
-        self.disconnected: asyncio.Queue[None] = asyncio.Queue()
-
-    def on_message(self, message: SignalMessage) -> None:
-        self.messages.put_nowait(message)
-
-    async def on_connected(self) -> None:
-        self.connected.put_nowait(None)
-
-    def on_disconnected(self) -> None:
-        self.disconnected.put_nowait(None)
-
-    async def next(self, queue: asyncio.Queue[Any]) -> Any:
-        async with asyncio.timeout(WAIT_S):
-            return await queue.get()
-
-
-class Running:
-    """A client with its inbox and its run() task."""
-
-    def __init__(self, client: SignalingClient, inbox: Inbox) -> None:
-        self.client = client
-        self.inbox = inbox
-        self.task = asyncio.create_task(client.run())
-
-    async def stop(self) -> None:
-        await self.client.close()
-        async with asyncio.timeout(WAIT_S):
-            await self.task
-
-
-@pytest.fixture
-async def hub() -> AsyncIterator[Hub]:
-    async with Hub(heartbeat_s=HEARTBEAT_S) as hub:
-        await hub.serve("127.0.0.1", 0)
-        yield hub
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[list[Running]]:
-    running: list[Running] = []
-    yield running
-    for r in running:
-        await r.stop()
-
-
-def start(clients: list[Running], url: str, role: Role, peer_id: str, **kwargs: Any) -> Running:
-    inbox = Inbox()
-    client = SignalingClient(
-        url,
-        Register(role=role, id=peer_id),
-        on_message=inbox.on_message,
-        on_connected=inbox.on_connected,
-        on_disconnected=inbox.on_disconnected,
-        backoff_initial_s=0.05,
-        backoff_max_s=0.2,
-        rng=random.Random(1),
-        **kwargs,
-    )
-    running = Running(client, inbox)
-    clients.append(running)
-    return running
-
-
-def url_of(hub: Hub) -> str:
-    return f"ws://127.0.0.1:{hub.bound_port}"
 
 
 async def test_registers_sends_and_dispatches(hub: Hub, clients: list[Running]) -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import random
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from signaling_rig import TIME_SCALE, WAIT_S, Running, start, url_of
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -20,45 +19,12 @@ from teledrive.shared.messages import (
     ListVehicles,
     Register,
     Registered,
-    SignalMessage,
     decode_signal,
     encode_text,
 )
-from teledrive.shared.signaling import Connector, SignalingClient
 
-TIME_SCALE = float(os.environ.get("TELEDRIVE_TIME_SCALE", "1"))
-WAIT_S = 5.0 * TIME_SCALE
 REDIAL_S = 1.0 * TIME_SCALE
-HEARTBEAT_S = 1.0
-
-
-class Client:
-    """A vehicle's signaling client, running, with what it received."""
-
-    def __init__(self, url: str, *, backoff_s: float = 0.05, connect: Connector = connect) -> None:
-        self.messages: asyncio.Queue[SignalMessage] = asyncio.Queue()
-        self.client = SignalingClient(
-            url,
-            Register(role="vehicle", id="v1"),
-            on_message=self.messages.put_nowait,
-            backoff_initial_s=backoff_s,
-            backoff_max_s=backoff_s,
-            connect=connect,
-            rng=random.Random(1),
-        )
-        self.task = asyncio.create_task(self.client.run())
-
-    async def stop(self) -> None:
-        await self.client.close()
-        async with asyncio.timeout(WAIT_S):
-            await self.task
-
-
-@pytest.fixture
-async def hub() -> AsyncIterator[Hub]:
-    async with Hub(heartbeat_s=HEARTBEAT_S) as hub:
-        await hub.serve("127.0.0.1", 0)
-        yield hub
+FAST_BACKOFF: dict[str, Any] = {"backoff_initial_s": 0.05, "backoff_max_s": 0.05}
 
 
 @pytest.fixture
@@ -69,55 +35,43 @@ def refusing_url() -> Iterator[str]:
         yield f"ws://127.0.0.1:{sock.getsockname()[1]}"
 
 
-async def test_redial_takes_over_a_live_connection(hub: Hub) -> None:
-    url = f"ws://127.0.0.1:{hub.bound_port}"
-    vehicle = Client(url)
-    try:
-        await vehicle.client.wait_registered(WAIT_S)
-        assert await vehicle.client.redial(REDIAL_S)
-        # The old socket is aborted; on loopback the hub may see it go before it is replaced.
-        await hub.wait_stats(lambda s: s["registrations"] == 2 and s["vehicles"] == 1, WAIT_S)
-        await vehicle.client.wait_registered(WAIT_S)
-        assert vehicle.client.stats.redials == 1
-        assert vehicle.client.stats.registrations == 2
-        await vehicle.client.send(ListVehicles())  # the new connection carries traffic
-        # A vehicle may not list vehicles: the hub counts it, and answers on the new socket.
-        await hub.wait_stats(lambda s: s["bad_messages"] == 1, WAIT_S)
-        async with asyncio.timeout(WAIT_S):
-            answer = await vehicle.messages.get()
-        assert isinstance(answer, Error), answer
-        assert answer.code == "bad_message", answer
-    finally:
-        await vehicle.stop()
+async def test_redial_takes_over_a_live_connection(hub: Hub, clients: list[Running]) -> None:
+    vehicle = start(clients, url_of(hub), "vehicle", "v1", **FAST_BACKOFF)
+    await vehicle.client.wait_registered(WAIT_S)
+    assert await vehicle.client.redial(REDIAL_S)
+    # The old socket is aborted; on loopback the hub may see it go before it is replaced.
+    await hub.wait_stats(lambda s: s["registrations"] == 2 and s["vehicles"] == 1, WAIT_S)
+    await vehicle.client.wait_registered(WAIT_S)
+    assert vehicle.client.stats.redials == 1
+    assert vehicle.client.stats.registrations == 2
+    await vehicle.client.send(ListVehicles())  # the new connection carries traffic
+    # A vehicle may not list vehicles: the hub counts it, and answers on the new socket.
+    await hub.wait_stats(lambda s: s["bad_messages"] == 1, WAIT_S)
+    answer = await vehicle.inbox.next(vehicle.inbox.messages)
+    assert isinstance(answer, Error), answer
+    assert answer.code == "bad_message", answer
 
 
-async def test_overlapping_redials_take_over_once(hub: Hub) -> None:
-    url = f"ws://127.0.0.1:{hub.bound_port}"
-    vehicle = Client(url)
-    try:
-        await vehicle.client.wait_registered(WAIT_S)
-        results = await asyncio.gather(*(vehicle.client.redial(REDIAL_S) for _ in range(3)))
-        assert sorted(results) == [False, False, True]
-        await hub.wait_stats(lambda s: s["registrations"] == 2, WAIT_S)
-        assert vehicle.client.stats.redials == 1
-        assert hub.stats()["vehicles"] == 1
-    finally:
-        await vehicle.stop()
+async def test_overlapping_redials_take_over_once(hub: Hub, clients: list[Running]) -> None:
+    vehicle = start(clients, url_of(hub), "vehicle", "v1", **FAST_BACKOFF)
+    await vehicle.client.wait_registered(WAIT_S)
+    results = await asyncio.gather(*(vehicle.client.redial(REDIAL_S) for _ in range(3)))
+    assert sorted(results) == [False, False, True]
+    await hub.wait_stats(lambda s: s["registrations"] == 2, WAIT_S)
+    assert vehicle.client.stats.redials == 1
+    assert hub.stats()["vehicles"] == 1
 
 
 async def test_redial_to_an_unreachable_hub_fails_and_the_client_keeps_trying(
-    refusing_url: str,
+    refusing_url: str, clients: list[Running]
 ) -> None:
-    vehicle = Client(refusing_url)
-    try:
-        assert not await vehicle.client.redial(REDIAL_S)
-        assert vehicle.client.stats.redials == 0
-        assert not vehicle.task.done()
-    finally:
-        await vehicle.stop()
+    vehicle = start(clients, refusing_url, "vehicle", "v1", **FAST_BACKOFF)
+    assert not await vehicle.client.redial(REDIAL_S)
+    assert vehicle.client.stats.redials == 0
+    assert not vehicle.task.done()
 
 
-async def test_redial_cuts_a_long_reconnect_backoff_short(hub: Hub) -> None:
+async def test_redial_cuts_a_long_reconnect_backoff_short(hub: Hub, clients: list[Running]) -> None:
     hub_up = False
     refused = asyncio.Event()
 
@@ -128,24 +82,29 @@ async def test_redial_cuts_a_long_reconnect_backoff_short(hub: Hub) -> None:
         return await connect(url, **options)
 
     backoff_s = 10.0 * WAIT_S  # longer than any wait below: only redial can bring it back
-    vehicle = Client(
-        f"ws://127.0.0.1:{hub.bound_port}", backoff_s=backoff_s, connect=until_the_hub_is_up
+    vehicle = start(
+        clients,
+        url_of(hub),
+        "vehicle",
+        "v1",
+        backoff_initial_s=backoff_s,
+        backoff_max_s=backoff_s,
+        connect=until_the_hub_is_up,
     )
-    try:
-        async with asyncio.timeout(WAIT_S):
-            await refused.wait()  # the first attempt failed: run() now waits out its backoff
-        hub_up = True
-        assert await vehicle.client.redial(REDIAL_S)
-        registered = await vehicle.client.wait_registered(WAIT_S)
-        assert registered.id == "v1"
-        await vehicle.client.send(ListVehicles())
-        await hub.wait_stats(lambda s: s["bad_messages"] == 1, WAIT_S)
-        assert vehicle.client.stats.reconnects == 1  # run() tried once, then redial took over
-    finally:
-        await vehicle.stop()
+    async with asyncio.timeout(WAIT_S):
+        await refused.wait()  # the first attempt failed: run() now waits out its backoff
+    hub_up = True
+    assert await vehicle.client.redial(REDIAL_S)
+    registered = await vehicle.client.wait_registered(WAIT_S)
+    assert registered.id == "v1"
+    await vehicle.client.send(ListVehicles())
+    await hub.wait_stats(lambda s: s["bad_messages"] == 1, WAIT_S)
+    assert vehicle.client.stats.reconnects == 1  # run() tried once, then redial took over
 
 
-async def test_redial_leaves_a_connection_that_is_registering_alone() -> None:
+async def test_redial_leaves_a_connection_that_is_registering_alone(
+    clients: list[Running],
+) -> None:
     # The link came back and the client's own reconnect got through first: its Register is
     # at the hub, the answer on its way. A re-dial opening now must not take over: a second
     # registration would end the session the hub may already have opened on the first.
@@ -170,16 +129,13 @@ async def test_redial_leaves_a_connection_that_is_registering_alone() -> None:
 
     async with serve(slow_first_answer, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
-        vehicle = Client(f"ws://127.0.0.1:{port}")
-        try:
-            async with asyncio.timeout(WAIT_S):
-                assert await registers.get() == 1
-            assert not await vehicle.client.redial(REDIAL_S)
-            answer_first.set()
-            await vehicle.client.wait_registered(WAIT_S)
-            assert connections == 2  # the re-dial did connect, and closed its connection
-            assert registers.empty()  # without registering on it
-            assert vehicle.client.stats.redials == 0
-            assert vehicle.client.stats.registrations == 1
-        finally:
-            await vehicle.stop()
+        vehicle = start(clients, f"ws://127.0.0.1:{port}", "vehicle", "v1", **FAST_BACKOFF)
+        async with asyncio.timeout(WAIT_S):
+            assert await registers.get() == 1
+        assert not await vehicle.client.redial(REDIAL_S)
+        answer_first.set()
+        await vehicle.client.wait_registered(WAIT_S)
+        assert connections == 2  # the re-dial did connect, and closed its connection
+        assert registers.empty()  # without registering on it
+        assert vehicle.client.stats.redials == 0
+        assert vehicle.client.stats.registrations == 1
