@@ -233,7 +233,7 @@ async def accept_then_drop(ws: ServerConnection) -> None:
     await ws.close()
 
 
-async def test_a_hub_that_accepts_then_drops_gets_growing_delays() -> None:
+async def test_a_hub_that_accepts_then_drops_gets_growing_delays(clients: list[Running]) -> None:
     attempts_s: list[float] = []
     enough = asyncio.Event()
 
@@ -245,24 +245,18 @@ async def test_a_hub_that_accepts_then_drops_gets_growing_delays() -> None:
 
     async with serve(accept_then_drop, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
-        client = SignalingClient(
+        client = start(
+            clients,
             f"ws://127.0.0.1:{port}",
-            Register(role="vehicle", id="v1"),
-            on_message=Inbox().on_message,
+            "vehicle",
+            "v1",
             backoff_initial_s=0.01,
             backoff_max_s=0.32,
             connect=counting_connect,
-            rng=random.Random(1),
             clock=lambda: 0.0,  # no connection ever lasts: none may reset the backoff
-        )
-        task = asyncio.create_task(client.run())
-        try:
-            async with asyncio.timeout(WAIT_S):
-                await enough.wait()
-        finally:
-            await client.close()
-            async with asyncio.timeout(WAIT_S):
-                await task
+        ).client
+        async with asyncio.timeout(WAIT_S):
+            await enough.wait()
     assert client.stats.registrations >= 6
     gaps_s = [b - a for a, b in itertools.pairwise(attempts_s)]
     # After the n-th drop the delay is at least half of min(0.32, 0.01 * 2**(n-1)).
@@ -270,7 +264,7 @@ async def test_a_hub_that_accepts_then_drops_gets_growing_delays() -> None:
     assert sum(gaps_s[:6]) >= 0.315, gaps_s
 
 
-async def test_a_connection_that_stayed_up_resets_the_delays() -> None:
+async def test_a_connection_that_stayed_up_resets_the_delays(clients: list[Running]) -> None:
     attempts = 0
     enough = asyncio.Event()
     now_s = 0.0
@@ -289,24 +283,18 @@ async def test_a_connection_that_stayed_up_resets_the_delays() -> None:
 
     async with serve(accept_then_drop, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
-        client = SignalingClient(
+        start(
+            clients,
             f"ws://127.0.0.1:{port}",
-            Register(role="vehicle", id="v1"),
-            on_message=Inbox().on_message,
+            "vehicle",
+            "v1",
             backoff_initial_s=0.01,
             backoff_max_s=30.0,  # without resets, 12 attempts would take 10 s or more
             connect=counting_connect,
-            rng=random.Random(1),
             clock=clock,
         )
-        task = asyncio.create_task(client.run())
-        try:
-            async with asyncio.timeout(WAIT_S):
-                await enough.wait()
-        finally:
-            await client.close()
-            async with asyncio.timeout(WAIT_S):
-                await task
+        async with asyncio.timeout(WAIT_S):
+            await enough.wait()
 
 
 def test_backoff_rejects_inverted_bounds() -> None:
