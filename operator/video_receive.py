@@ -461,8 +461,9 @@ class FastJitterBuffer:
             self._nacked[missing] = (self._now_ms, 1)
         for memory in (self._missing_since, self._nacked):
             excess = len(memory) - _MISSING_MEMORY
-            for forgotten in list(memory)[: max(0, excess)]:
-                del memory[forgotten]
+            if excess > 0:  # (not a copy of 1024 keys on every packet once it is full)
+                for forgotten in list(memory)[:excess]:
+                    del memory[forgotten]
 
     # -- frame structure -------------------------------------------------------------------
 
@@ -475,8 +476,9 @@ class FastJitterBuffer:
         if ext == self._next_ext and self._boundary_known:
             return True
         before = self._packets.get(ext - 1)
-        if before is not None and (before.marker or before.timestamp != packet.timestamp):
-            return True
+        if before is not None:
+            # The packet before is here: it ends a frame, or this one continues its frame.
+            return bool(before.marker) or before.timestamp != packet.timestamp
         rules = self._rules(packet)
         return rules is not None and rules.starts_frame(packet.payload)
 
