@@ -13,8 +13,14 @@ first frame of the new session plus ``--after`` seconds.
 * fallback_ms_max: cut -> the vehicle leaving the operator (AUTONOMY or MINIMAL_RISK_STOP),
   over the cuts that found the operator in control (``cuts_not_in_control`` counts the others),
   stamped with the vehicle's own monotonic time of the transition (the worst of the cuts).
-* reconnect_first_frame_ms: link back -> first frame of a NEW peer connection at the operator.
+* reconnect_first_frame_ms: link back -> first frame of a NEW peer connection at the operator,
+  the worst of the cuts (``reconnect_first_frame_ms_each``: every cut).
 * longest_freeze_ms: longest gap between frames at the operator, leaving out the cut.
+* longest_freeze_beyond_fades_ms: the same, less the uplink fades that fell in each gap (the
+  time the system itself took to recover once the link was back).
+* longest_fade_ms: per direction, the longest fade of the link that lost a frame (profiles
+  with ``fades``; 0 otherwise): a freeze cannot be shorter than an uplink fade plus the
+  one-way delay, and with retransmission it lasts about a fade plus a round trip.
 * video_frozen_fallbacks: times the vehicle left the operator because the operator's video
   froze for 300 ms, in the steady window (the safe reaction to a long retransmission).
 * stale_commands_applied: the vehicle's runtime count of commands applied past their bound;
@@ -25,6 +31,10 @@ first frame of the new session plus ``--after`` seconds.
 * video_recovery: the operator's video jitter-buffer counters over the whole run
   (retransmissions recovered, waits expired, keyframe requests, repeated NACKs and requests).
 
+``--per-frame-bursts`` replaces the profile's fades (bursty loss in time) with a per-frame
+Gilbert-Elliott chain of the same loss ratio and a mean burst of 4 frames: what ``bad-cell``
+was up to session 2, kept as a baseline.
+
 Needs root (network namespaces); otherwise prints why and a JSON object with ``skipped``.
 Prints one JSON object (the last line) with --json.
 """
@@ -32,12 +42,20 @@ Prints one JSON object (the last line) with --json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from typing import Any
 
 from teledrive.shared.errors import LinkError
-from teledrive.shared.linklab import PROFILES, unavailable_reason
+from teledrive.shared.linklab import (
+    PROFILES,
+    DirectionProfile,
+    GilbertElliott,
+    LinkProfile,
+    resolve_profile,
+    unavailable_reason,
+)
 from teledrive.shared.linklab.system import LabSystem, now_ms
 
 JITTER_BOUND_MS = 2.0
@@ -53,8 +71,24 @@ def _r(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
+def per_frame_bursts(profile: LinkProfile) -> LinkProfile:
+    """The same profile with its fades replaced by a per-frame chain (mean burst 4 frames)."""
+
+    def swap(direction: DirectionProfile) -> DirectionProfile:
+        if direction.fades is None:
+            return direction
+        chain = GilbertElliott.for_mean_loss(direction.fades.mean_loss_ratio, 4.0)
+        return dataclasses.replace(direction, fades=None, burst_loss=chain)
+
+    return LinkProfile(
+        name=f"{profile.name}+per-frame-bursts",
+        uplink=swap(profile.uplink),
+        downlink=swap(profile.downlink),
+    )
+
+
 def run(
-    profile: str, *, window_s: float, cut_s: float, after_s: float, cuts: int
+    profile: str | LinkProfile, *, window_s: float, cut_s: float, after_s: float, cuts: int
 ) -> dict[str, Any]:
     """Runs one profile and returns the figures."""
     with LabSystem(profile, seed=1) as lab:
@@ -88,12 +122,13 @@ def run(
             reconnects.append(lab.reconnect_first_frame_ms(cut))
             from_before += lab.commands_applied_from_before(cut)
         freeze_ms = lab.longest_freeze_ms(window_start_ms)
+        beyond_fades_ms = lab.longest_freeze_beyond_fades_ms(window_start_ms)
         link = lab.lab.stats()
         final = lab.stop_probe() or {}
     known_fallbacks = [f for f in fallbacks if f is not None]
     known_reconnects = [r for r in reconnects if r is not None]
     result: dict[str, Any] = {
-        "profile": profile,
+        "profile": profile if isinstance(profile, str) else profile.name,
         "window_s": window_s,
         "cut_s": cut_s,
         "cuts": cuts,
@@ -108,7 +143,9 @@ def run(
         "reconnect_first_frame_ms": (
             _r(max(known_reconnects)) if len(known_reconnects) == cuts else None
         ),
+        "reconnect_first_frame_ms_each": [_r(r) for r in reconnects],
         "longest_freeze_ms": _r(freeze_ms),
+        "longest_freeze_beyond_fades_ms": _r(beyond_fades_ms),
         "video_frozen_fallbacks": frozen,
         "stale_commands_applied": final.get("stale_commands_applied"),
         "commands_from_before_cut_applied_after": from_before,
@@ -118,6 +155,10 @@ def run(
         "video_recovery": final.get("video_recovery"),
         "link_dropped": {
             direction: link[direction]["dropped"] for direction in ("uplink", "downlink")
+        },
+        "longest_fade_ms": {
+            direction: _r(link[direction]["longest_fade_ms"])
+            for direction in ("uplink", "downlink")
         },
     }
     if profile == "wired-1200km":
@@ -142,15 +183,21 @@ def main() -> int:
     parser.add_argument("--cut", type=float, default=3.0, help="cut length, s")
     parser.add_argument("--cuts", type=int, default=1, help="how many cuts")
     parser.add_argument("--after", type=float, default=3.0, help="run on after recovery, s")
+    parser.add_argument(
+        "--per-frame-bursts",
+        action="store_true",
+        help="replace fades with a per-frame Gilbert-Elliott chain (the pre-session-3 bad-cell)",
+    )
     args = parser.parse_args()
     reason = unavailable_reason()
     if reason is not None:
         print(f"link_lab: skipped: {reason}", file=sys.stderr)
         print(json.dumps({"profile": args.profile, "skipped": reason}))
         return 0
-    result = run(
-        args.profile, window_s=args.window, cut_s=args.cut, after_s=args.after, cuts=args.cuts
-    )
+    profile: str | LinkProfile = args.profile
+    if args.per_frame_bursts:
+        profile = per_frame_bursts(resolve_profile(args.profile))
+    result = run(profile, window_s=args.window, cut_s=args.cut, after_s=args.after, cuts=args.cuts)
     if not args.json:
         for key, value in result.items():
             print(f"{key}: {value}", file=sys.stderr)

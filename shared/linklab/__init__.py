@@ -32,6 +32,7 @@ from teledrive.shared.linklab.netns import (
 from teledrive.shared.linklab.profiles import (
     PROFILES,
     DirectionProfile,
+    Fades,
     GilbertElliott,
     LinkProfile,
     OutageSchedule,
@@ -47,6 +48,7 @@ __all__ = [
     "DirectionStats",
     "DropReason",
     "Dropped",
+    "Fades",
     "GilbertElliott",
     "Impairment",
     "LabNames",

@@ -12,7 +12,9 @@ The stages a frame passes, in order:
 1. outage (scheduled or :meth:`Impairment.cut`): dropped as ``outage``;
 2. rate limit: the frame waits until the link has serialised what is ahead of it; if the
    bytes ahead plus the frame exceed the queue, it is dropped as ``queue`` (drop-tail);
-3. random loss (``loss``), then Gilbert-Elliott bursty loss (``burst``);
+3. random loss (``loss``), then Gilbert-Elliott bursty loss (``burst``, a chain stepped per
+   frame), then fades (``fade``, a chain in time: a frame that leaves the rate limit while
+   the link is faded is lost);
 4. delay + jitter; the departure never precedes the previous frame's (no reordering) unless
    the frame is chosen for reordering, then it is held back so that later frames overtake it;
 5. at departure: a frame due while the link is cut is dropped as ``outage`` too (a cut also
@@ -25,6 +27,7 @@ import dataclasses
 import heapq
 import math
 import random
+from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Generic, TypeVar
@@ -42,6 +45,10 @@ _PARETO_SHAPE = 3.0
 _PARETO_SCALE = 1.0 + math.sqrt(5.0)
 
 
+FADES_KEPT = 256
+"""How many of the latest fades that lost a frame :attr:`DirectionStats.fades` lists."""
+
+
 class DropReason(StrEnum):
     """Why a frame did not make it across."""
 
@@ -49,6 +56,7 @@ class DropReason(StrEnum):
     QUEUE = "queue"
     LOSS = "loss"
     BURST = "burst"
+    FADE = "fade"
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,10 @@ class DirectionStats:
         dropped: frames dropped, by :class:`DropReason` value.
         reordered: frames held back for reordering.
         in_flight: frames scheduled but not yet departed.
+        longest_fade_ms: length of the longest fade (see ``DirectionProfile.fades``) that
+            lost at least one frame; 0 if none did.
+        fades: the latest fades that lost a frame (at most :data:`FADES_KEPT`), oldest first,
+            as ``[start_ms, end_ms]`` on the caller's clock.
     """
 
     offered: int = 0
@@ -88,6 +100,8 @@ class DirectionStats:
     dropped: dict[str, int] = field(default_factory=lambda: {r.value: 0 for r in DropReason})
     reordered: int = 0
     in_flight: int = 0
+    longest_fade_ms: float = 0.0
+    fades: list[list[float]] = field(default_factory=list)
 
 
 class Impairment(Generic[T]):
@@ -108,6 +122,11 @@ class Impairment(Generic[T]):
         self._jitter_rng = random.Random(f"{seed}/jitter")
         self._reorder_rng = random.Random(f"{seed}/reorder")
         self._burst_bad = False
+        self._fade_rng = random.Random(f"{seed}/fade")
+        self._faded = False
+        self._fade_flip_ms: float | None = None  # when the fade chain next changes state
+        self._fade_start_ms = 0.0  # when the current (or last) fade began
+        self._fades: deque[tuple[float, float]] = deque(maxlen=FADES_KEPT)
         self._link_free_ms = -math.inf  # when the rate limiter has serialised all queued bytes
         self._fifo_tail_ms = -math.inf  # departure of the latest in-order frame
         self._cuts: list[tuple[float, float]] = []  # on-demand cuts as [start, end) in ms
@@ -123,7 +142,11 @@ class Impairment(Generic[T]):
     @property
     def stats(self) -> DirectionStats:
         """A snapshot of the counters."""
-        snapshot = dataclasses.replace(self._stats, dropped=dict(self._stats.dropped))
+        snapshot = dataclasses.replace(
+            self._stats,
+            dropped=dict(self._stats.dropped),
+            fades=[[start, end] for start, end in self._fades],
+        )
         snapshot.in_flight = len(self._heap)
         return snapshot
 
@@ -208,6 +231,12 @@ class Impairment(Generic[T]):
             return Dropped(DropReason.LOSS)
         if profile.burst_loss is not None and self._step_burst():
             return Dropped(DropReason.BURST)
+        fade = self._fade_at(ready_ms)
+        if fade is not None:
+            if not self._fades or self._fades[-1] != fade:
+                self._fades.append(fade)
+            self._stats.longest_fade_ms = max(self._stats.longest_fade_ms, fade[1] - fade[0])
+            return Dropped(DropReason.FADE)
         depart_ms = ready_ms + profile.delay_ms + self._jitter_ms()
         depart_ms = max(depart_ms, ready_ms)
         if profile.reorder_ratio > 0.0 and self._reorder_rng.random() < profile.reorder_ratio:
@@ -228,6 +257,22 @@ class Impairment(Generic[T]):
         else:
             self._burst_bad = rng.random() < chain.p_good_to_bad
         return lost
+
+    def _fade_at(self, at_ms: float) -> tuple[float, float] | None:
+        """The fade ``(start_ms, end_ms)`` the link is in at ``at_ms``, or None if it is up."""
+        fades = self._profile.fades
+        if fades is None:
+            return None
+        rng = self._fade_rng
+        if self._fade_flip_ms is None:  # the first frame finds the link up
+            self._fade_flip_ms = at_ms + rng.expovariate(1.0 / fades.mean_up_ms)
+        while at_ms >= self._fade_flip_ms:
+            self._faded = not self._faded
+            if self._faded:
+                self._fade_start_ms = self._fade_flip_ms
+            mean_ms = fades.mean_fade_ms if self._faded else fades.mean_up_ms
+            self._fade_flip_ms += rng.expovariate(1.0 / mean_ms)
+        return (self._fade_start_ms, self._fade_flip_ms) if self._faded else None
 
     def _jitter_ms(self) -> float:
         bound_ms = self._profile.jitter_ms

@@ -95,6 +95,61 @@ class GilbertElliott:
 
 
 @dataclass(frozen=True)
+class Fades:
+    """Bursty loss in time: the link fades out for a while, then comes back.
+
+    A two-state chain in continuous time: the link is up for an exponentially distributed time
+    of mean ``mean_up_ms``, then fades for an exponentially distributed time of mean
+    ``mean_fade_ms`` (every frame that reaches the air in a fade is lost), and so on. Unlike
+    :class:`GilbertElliott`, which steps once per frame, a fade lasts as long for a quiet
+    flow as for a dense one, the way a radio fade or a handover does: a datagram re-sent a
+    round trip after a loss is lost again only if the fade is still on.
+
+    Attributes:
+        mean_fade_ms: mean length of a fade.
+        mean_up_ms: mean time between the end of one fade and the start of the next.
+    """
+
+    mean_fade_ms: float
+    mean_up_ms: float
+
+    def __post_init__(self) -> None:
+        for name in ("mean_fade_ms", "mean_up_ms"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0.0):
+                raise ConfigError(f"Fades.{name} must be finite and > 0, got {value!r}")
+
+    @classmethod
+    def for_mean_loss(cls, loss_ratio: float, mean_fade_ms: float) -> Fades:
+        """Build fades that take the link away a given fraction of the time.
+
+        Args:
+            loss_ratio: long-run fraction of time in a fade (the loss ratio of a steady
+                flow), in (0, 1).
+            mean_fade_ms: mean length of a fade, > 0.
+
+        Returns:
+            The fades.
+
+        Raises:
+            ConfigError: if the numbers are out of range.
+        """
+        if not (0.0 < loss_ratio < 1.0) or not (math.isfinite(mean_fade_ms) and mean_fade_ms > 0):
+            raise ConfigError(
+                f"Fades.for_mean_loss: need 0 < loss_ratio < 1 and mean_fade_ms > 0,"
+                f" got {loss_ratio!r}, {mean_fade_ms!r}"
+            )
+        return cls(
+            mean_fade_ms=mean_fade_ms, mean_up_ms=mean_fade_ms * (1.0 - loss_ratio) / loss_ratio
+        )
+
+    @property
+    def mean_loss_ratio(self) -> float:
+        """The long-run fraction of time the link is faded."""
+        return self.mean_fade_ms / (self.mean_fade_ms + self.mean_up_ms)
+
+
+@dataclass(frozen=True)
 class OutageSchedule:
     """Link cuts on a schedule, relative to the moment the profile was applied.
 
@@ -142,7 +197,10 @@ class DirectionProfile:
             chosen for reordering.
         jitter_distribution: ``normal``, ``uniform`` or ``pareto``.
         loss_ratio: independent random loss probability per frame.
-        burst_loss: optional Gilbert-Elliott bursty loss, applied after ``loss_ratio``.
+        burst_loss: optional Gilbert-Elliott bursty loss (stepped per frame), applied after
+            ``loss_ratio``.
+        fades: optional bursty loss in time (:class:`Fades`), applied after ``burst_loss``,
+            at the time the frame leaves the rate limit.
         rate_bps: link rate in bit/s (0 = unlimited); frames are serialised at this rate.
         queue_bytes: drop-tail queue in front of the rate limit; 0 means 100 ms of the rate
             (at least two full frames).
@@ -157,6 +215,7 @@ class DirectionProfile:
     jitter_distribution: JitterDistribution = "normal"
     loss_ratio: float = 0.0
     burst_loss: GilbertElliott | None = None
+    fades: Fades | None = None
     rate_bps: float = 0.0
     queue_bytes: int = 0
     reorder_ratio: float = 0.0
@@ -227,7 +286,9 @@ _BAD_CELL = DirectionProfile(
     delay_ms=80.0,
     jitter_ms=40.0,
     jitter_distribution="pareto",
-    burst_loss=GilbertElliott.for_mean_loss(0.03, mean_burst_frames=4.0),
+    # Fades in time, not a per-frame chain: 50 ms is about four frames of the video flow, but
+    # a handshake re-sent a round trip later is not still inside the same fade.
+    fades=Fades.for_mean_loss(0.03, mean_fade_ms=50.0),
     rate_bps=1.5e6,
     queue_bytes=int(1.5e6 * 0.3 / _BITS_PER_BYTE),  # cellular buffers are deep: 300 ms
 )

@@ -32,7 +32,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal
@@ -452,13 +452,25 @@ class LabSystem:
 
     def longest_freeze_ms(self, since_ms: float, until_ms: float = float("inf")) -> float:
         """Longest gap between frames at the operator, leaving out gaps that span a cut."""
-        times = self.frame_times(since_ms, until_ms)
-        longest = 0.0
-        for before, after in itertools.pairwise(times):
-            if any(before < cut.end_ms and after > cut.start_ms for cut in self.cuts):
-                continue
-            longest = max(longest, after - before)
-        return longest
+        return longest_gap_ms(self.frame_times(since_ms, until_ms), self.cuts)
+
+    def longest_freeze_beyond_fades_ms(
+        self, since_ms: float, until_ms: float = float("inf")
+    ) -> float:
+        """Like :meth:`longest_freeze_ms`, less the uplink fades that fell in each gap.
+
+        A fade takes the link away for its length, so no receiver can show a frame sooner
+        than the fade's end plus the one-way delay; what is left of a gap is the time the
+        system itself took to recover (see :func:`longest_gap_ms`).
+        """
+        uplink = self.lab.stats()["uplink"]
+        profile = self.lab.profile.uplink
+        return longest_gap_ms(
+            self.frame_times(since_ms, until_ms),
+            self.cuts,
+            fades=[(float(start), float(end)) for start, end in uplink["fades"]],
+            lookback_ms=profile.delay_ms + profile.jitter_ms,
+        )
 
     def registrations(self, since_ms: float) -> list[tuple[str, str]]:
         """``(role, id)`` registered at the hub after ``since_ms`` (from the hub's log)."""
@@ -468,6 +480,38 @@ class LabSystem:
             if match:
                 found.append((match.group(1), match.group(2)))
         return found
+
+
+def longest_gap_ms(
+    times_ms: Sequence[float],
+    cuts: Sequence[Cut],
+    *,
+    fades: Sequence[tuple[float, float]] = (),
+    lookback_ms: float = 0.0,
+) -> float:
+    """The longest gap between consecutive frame times, less what the link took away.
+
+    Gaps that overlap a cut are left out. From each other gap the length of every fade
+    (``(start_ms, end_ms)``) that began between ``lookback_ms`` (the worst one-way delay:
+    frames lost in a fade were due that much later) before the gap's first frame and its
+    last frame is subtracted. Times, cuts and fades share one clock.
+
+    Args:
+        times_ms: frame arrival times, ascending.
+        cuts: the link's cuts.
+        fades: the link's fades that lost frames.
+        lookback_ms: how long before a gap a fade may begin and still count against it.
+
+    Returns:
+        The longest remaining gap in ms (0 for fewer than two frames).
+    """
+    longest = 0.0
+    for before, after in itertools.pairwise(times_ms):
+        if any(before < cut.end_ms and after > cut.start_ms for cut in cuts):
+            continue
+        faded_ms = sum(end - start for start, end in fades if before - lookback_ms <= start < after)
+        longest = max(longest, after - before - faded_ms)
+    return longest
 
 
 def _stop(process: subprocess.Popen[str]) -> None:

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 
 import pytest
 
 from teledrive.shared.errors import ConfigError
-from teledrive.shared.linklab.impair import Dropped, DropReason, Impairment, Scheduled
-from teledrive.shared.linklab.profiles import DirectionProfile, GilbertElliott, OutageSchedule
+from teledrive.shared.linklab.impair import (
+    FADES_KEPT,
+    Dropped,
+    DropReason,
+    Impairment,
+    Scheduled,
+)
+from teledrive.shared.linklab.profiles import (
+    DirectionProfile,
+    Fades,
+    GilbertElliott,
+    OutageSchedule,
+)
 
 
 def make(profile: DirectionProfile, seed: int = 1) -> Impairment[str]:
@@ -66,6 +78,84 @@ def test_gilbert_elliott_alternates_when_transitions_are_certain() -> None:
     verdicts = [link.offer(float(i), "x", 1) for i in range(6)]
     assert [isinstance(v, Dropped) for v in verdicts] == [False, True] * 3
     assert link.stats.dropped["burst"] == 3
+
+
+def fade_pattern(link: Impairment[str], times_ms: list[float]) -> list[bool]:
+    return [isinstance(link.offer(t, "x", 1), Dropped) for t in times_ms]
+
+
+def test_fades_lose_a_steady_flow_in_bursts_of_the_mean_fade() -> None:
+    fades = Fades.for_mean_loss(0.03, mean_fade_ms=50.0)
+    assert math.isclose(fades.mean_loss_ratio, 0.03)
+    link = make(DirectionProfile(fades=fades), seed=3)
+    lost = fade_pattern(link, [float(t) for t in range(2_000_000)])  # a frame every ms
+    bursts = sum(1 for i in range(1, len(lost)) if lost[i] and not lost[i - 1])
+    assert 0.025 < sum(lost) / len(lost) < 0.035
+    assert 45.0 < sum(lost) / bursts < 55.0  # frames per burst = fade length in ms
+    assert link.stats.dropped["fade"] == sum(lost)
+    runs, run = [], 0
+    for lost_now in lost:
+        run = run + 1 if lost_now else 0
+        runs.append(run)
+    # A frame every ms: the longest run of lost frames is the longest fade, to within a frame.
+    assert abs(link.stats.longest_fade_ms - max(runs)) <= 1.0
+    fades = link.stats.fades
+    assert len(fades) == FADES_KEPT  # the latest ones, in order, each where frames were lost
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(fades))
+    last_fade_frames = [t for t in range(len(lost)) if lost[t] and t >= fades[-1][0]]
+    assert last_fade_frames[0] - fades[-1][0] < 1.0  # a frame every ms: lost from its start
+    assert last_fade_frames[-1] < fades[-1][1]  # and until its end
+
+
+def test_a_fade_lasts_the_same_time_for_a_quiet_flow() -> None:
+    """What a per-frame chain gets wrong: a re-send one round trip later is a fresh chance."""
+    fades = Fades.for_mean_loss(0.03, mean_fade_ms=50.0)
+    chain = GilbertElliott.for_mean_loss(0.03, mean_burst_frames=4.0)
+    resend_ms = 300.0  # a datagram re-sent every 300 ms, alone on the link
+
+    def lost_again(profile: DirectionProfile) -> float:
+        link = make(profile, seed=4)
+        lost = fade_pattern(link, [i * resend_ms for i in range(100_000)])
+        after_loss = [lost[i] for i in range(1, len(lost)) if lost[i - 1]]
+        return sum(after_loss) / len(after_loss)
+
+    # 300 ms after a loss the fade (mean 50 ms) is nearly always over: the re-send is lost
+    # about as often as any frame; the per-frame chain is still in its burst (3 in 4).
+    assert lost_again(DirectionProfile(fades=fades)) < 0.06
+    assert lost_again(DirectionProfile(burst_loss=chain)) > 0.7
+
+
+def test_fades_follow_the_seed_and_pass_frames_outside_a_fade() -> None:
+    fades = Fades(mean_fade_ms=10.0, mean_up_ms=10.0)
+    times = [float(t) for t in range(1000)]
+    first = fade_pattern(make(DirectionProfile(fades=fades), seed=5), times)
+    assert first == fade_pattern(make(DirectionProfile(fades=fades), seed=5), times)
+    assert first != fade_pattern(make(DirectionProfile(fades=fades), seed=6), times)
+    assert 300 < sum(first) < 700
+
+
+def test_a_fade_hits_a_frame_when_it_leaves_the_rate_limit() -> None:
+    """A frame queued behind others reaches the air later, maybe inside a fade."""
+    fades = Fades(mean_fade_ms=1e9, mean_up_ms=1e-6)  # up for a moment, then faded for good
+    link = make(DirectionProfile(fades=fades, rate_bps=8000.0, queue_bytes=10_000))
+    assert isinstance(link.offer(0.0, "a", 1), Scheduled)  # on the air at 1 ms: still up
+    # Arrives at 0 ms too, but leaves the rate limit 1 s later, inside the fade.
+    assert link.offer(0.0, "b", 1000) == Dropped(DropReason.FADE)
+
+
+@pytest.mark.parametrize(
+    ("fade_ms", "up_ms"), [(0.0, 10.0), (10.0, -1.0), (math.inf, 10.0), (math.nan, 1.0)]
+)
+def test_fades_reject_bad_numbers(fade_ms: float, up_ms: float) -> None:
+    with pytest.raises(ConfigError, match="Fades"):
+        Fades(mean_fade_ms=fade_ms, mean_up_ms=up_ms)
+
+
+def test_fades_for_mean_loss_rejects_bad_numbers() -> None:
+    with pytest.raises(ConfigError, match="for_mean_loss"):
+        Fades.for_mean_loss(1.0, 50.0)
+    with pytest.raises(ConfigError, match="for_mean_loss"):
+        Fades.for_mean_loss(0.03, 0.0)
 
 
 def test_gilbert_elliott_mean_loss_and_burst_length() -> None:
@@ -174,6 +264,7 @@ def test_counters_add_up_under_every_impairment() -> None:
         jitter_ms=5.0,
         loss_ratio=0.05,
         burst_loss=GilbertElliott.for_mean_loss(0.05, 3.0),
+        fades=Fades.for_mean_loss(0.05, 20.0),
         rate_bps=1e6,
         queue_bytes=20_000,
         reorder_ratio=0.02,

@@ -1,0 +1,36 @@
+"""The lab's freeze arithmetic: gaps between frames, cuts left out, fades subtracted."""
+
+from __future__ import annotations
+
+from teledrive.shared.linklab.system import Cut, longest_gap_ms
+
+
+def cut(start_ms: float, end_ms: float) -> Cut:
+    return Cut(start_ms=start_ms, end_ms=end_ms, sessions_before=1)
+
+
+def test_the_longest_gap_between_frames() -> None:
+    assert longest_gap_ms([0.0, 33.0, 66.0, 400.0, 433.0], []) == 334.0
+    assert longest_gap_ms([5.0], []) == 0.0
+
+
+def test_gaps_over_a_cut_are_left_out() -> None:
+    times = [0.0, 33.0, 3033.0, 3066.0, 3500.0]
+    assert longest_gap_ms(times, [cut(100.0, 2100.0)]) == 434.0
+
+
+def test_a_fade_in_or_just_before_a_gap_is_subtracted_from_it() -> None:
+    times = [0.0, 600.0, 633.0]
+    # The fade began 50 ms before the gap's first frame (frames lost in it were due later).
+    assert longest_gap_ms(times, [], fades=[(-50.0, 250.0)], lookback_ms=120.0) == 300.0
+    # Two fades in one gap both count.
+    two = [(100.0, 200.0), (300.0, 350.0)]
+    assert longest_gap_ms(times, [], fades=two, lookback_ms=120.0) == 450.0
+
+
+def test_a_fade_outside_the_gap_is_not_subtracted() -> None:
+    times = [0.0, 600.0, 633.0]
+    too_early = [(-200.0, -100.0)]  # began more than the lookback before the gap
+    assert longest_gap_ms(times, [], fades=too_early, lookback_ms=120.0) == 600.0
+    after = [(600.0, 700.0)]  # began with the gap's last frame: a later gap's business
+    assert longest_gap_ms(times, [], fades=after, lookback_ms=120.0) == 600.0
