@@ -110,6 +110,7 @@ class VideoAdapter:
         self._config = config
         self.budget: VideoBudget | None = None
         self._last_report: dict[str, datetime.datetime] = {}
+        self._applied: dict[str, OperatingPoint] = {}
         self.ticks = 0
 
     @property
@@ -183,9 +184,21 @@ class VideoAdapter:
 
     def _apply(self, points: dict[str, OperatingPoint]) -> None:
         for track in self.tracks:
-            point = points.get(track.camera.name)
-            if point is not None:
-                track.apply_operating_point(point)
+            name = track.camera.name
+            point = points.get(name)
+            if point is None:
+                continue
+            track.apply_operating_point(point)
+            before = self._applied.get(name)
+            self._applied[name] = point
+            if before is not None and _size_and_rate(before) != _size_and_rate(point):
+                log.info(  # a new size restarts the encoder with a keyframe: worth knowing
+                    "video: %s %dx%d@%g -> %dx%d@%g, %.2f Mbit/s",
+                    name,
+                    *_size_and_rate(before),
+                    *_size_and_rate(point),
+                    point.bitrate_bps / 1e6,
+                )
 
     async def _sample(self, track: CameraVideoTrack) -> StreamSample:
         sender = track.sender
@@ -216,6 +229,10 @@ class VideoAdapter:
         rtt_s = getattr(stats, "roundTripTime", None)
         rtt_ms = rtt_s * 1000.0 if isinstance(rtt_s, int | float) else None
         return loss, rtt_ms
+
+
+def _size_and_rate(point: OperatingPoint) -> tuple[int, int, float]:
+    return point.width_px, point.height_px, point.fps
 
 
 async def run_video_adaptation(
