@@ -200,6 +200,8 @@ class OperatorClient:
         self.jitter_buffers: list[FastJitterBuffer] = []
         """The current session's video jitter buffers (fed the clock-sync round trips)."""
         self._connect_sent_s: float | None = None
+        # When the Connect the hub has not answered yet was sent (None: none is pending).
+        self._connect_in_flight_s: float | None = None
         self._session_opened_s: float | None = None
         self._handshake: HandshakeResender | None = None
         self._waiting_for: str | None = None
@@ -259,6 +261,7 @@ class OperatorClient:
 
     async def _on_hub_connected(self) -> None:
         self._connect_sent_s = None
+        self._connect_in_flight_s = None  # a new link: nothing asked on it yet
         if self.pc is None:
             self.session_id = None  # a session still waiting for its offer ended with the link
         await self._maybe_connect()
@@ -271,7 +274,9 @@ class OperatorClient:
         A session the hub opened (acknowledged) but whose offer has not come yet counts as
         opened: asking again would end it at the hub, and the ``bye`` for it would arrive
         before the next acknowledgement, ending each new session in turn. It is given
-        :data:`SESSION_SETUP_S` for its offer.
+        :data:`SESSION_SETUP_S` for its offer. For the same reason only one request is
+        pending at a time (for up to :data:`CONNECT_RETRY_S`): a ``bye`` and a presence
+        update arriving before the answer must not send a second one.
         """
         if self.pc is not None or not self.want_session:
             return
@@ -285,7 +290,11 @@ class OperatorClient:
         sent_s = self._connect_sent_s
         if sent_s is not None and now_s - sent_s < CONNECT_RETRY_S:
             return
+        in_flight_s = self._connect_in_flight_s
+        if in_flight_s is not None and now_s - in_flight_s < CONNECT_RETRY_S:
+            return  # one request at a time: a second one would end the session the first opens
         self._connect_sent_s = now_s
+        self._connect_in_flight_s = now_s
         with contextlib.suppress(LinkError):
             await self.signaling.send(m.Connect(vehicle_id=self.vehicle_id))
 
@@ -305,6 +314,7 @@ class OperatorClient:
             case m.Connect(session=session_id):
                 self.session_id = session_id
                 self._session_opened_s = self._clock()
+                self._connect_in_flight_s = None
             case m.Bye(session=session_id, reason=reason):
                 if session_id == self.session_id:
                     log.info("session %s ended by peer: %s", session_id, reason)
@@ -312,6 +322,7 @@ class OperatorClient:
                     await self._close_pc()
                     self._connect_sent_s = None
             case m.Error(code="unknown_vehicle" | "busy" as code, message=text):
+                self._connect_in_flight_s = None
                 # Not an error of ours: the vehicle is offline or driven by someone else;
                 # presence tells when to ask again. Said once per change, not per retry.
                 if code != self._waiting_for:
@@ -337,12 +348,17 @@ class OperatorClient:
             self.stats.errors += 1
             log.warning("session %s: cannot answer the vehicle's offer: %r", session_id, err)
             await self._close_pc()
-            self.session_id = None
+            if self.session_id == session_id:  # not a session asked for meanwhile
+                self.session_id = None
             self._connect_sent_s = None
             with contextlib.suppress(LinkError):
                 await self.signaling.send(m.Bye(session=session_id, reason="bad offer"))
 
     async def _build_answer(self, session_id: str, sdp: str) -> None:
+        # Before any await: the session watchdog must not judge the new peer connection by
+        # the telemetry of the old one (it closed the half-built answer as "dead").
+        self._last_telemetry_s = None
+        self._session_started_s = self._clock()
         await self._close_pc()
         self.session_id = session_id
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))

@@ -256,6 +256,35 @@ async def test_a_session_waiting_for_its_offer_is_not_asked_for_again() -> None:
         assert connects.empty()
 
 
+async def test_a_failed_answer_while_a_request_is_pending_does_not_start_a_storm() -> None:
+    # Seen under bad-cell: the session watchdog gave up a session whose answer was being
+    # built and asked for a new one; the half-built answer then failed, and its clean-up
+    # cleared the request rate limit. The hub's reply to the request (a bye for the old
+    # session, presence "no operator") made the client ask again before the acknowledgement
+    # came, so every request ended the session the one before had opened: thousands of
+    # sessions in 7 s, until the vehicle's signaling link drowned.
+    connects: asyncio.Queue[str] = asyncio.Queue()
+
+    async def slow_vehicle(_ws: ClientConnection, message: m.SignalMessage) -> None:
+        if isinstance(message, m.Connect) and message.session is not None:
+            connects.put_nowait(message.session)  # and never offers
+
+    async with operator_and_fake_vehicle(slow_vehicle) as (hub, client):
+        first = await asyncio.wait_for(connects.get(), WAIT_S)
+        await hub.wait_stats(lambda s: s["sessions_opened"] == 1, WAIT_S)
+        # What the session watchdog does when it gives a session up: forget it, ask again.
+        client.session_id = None
+        client._connect_sent_s = None
+        await client._maybe_connect()
+        await client._answer(first, BAD_SDP)  # the old session's answer fails meanwhile
+        second = await asyncio.wait_for(connects.get(), WAIT_S)
+        assert second != first
+        # A storm opens sessions every millisecond; one retry period shows it.
+        with pytest.raises(TimeoutError):
+            await hub.wait_stats(lambda s: s["sessions_opened"] > 2, 1.2 * CONNECT_RETRY_S)
+        assert client.session_id == second
+
+
 async def test_a_new_session_starts_from_the_last_measured_round_trip() -> None:
     # After a cut the new session's first losses come before its first clock-sync reply:
     # its video buffers start from the round trip the last session measured.
