@@ -274,7 +274,9 @@ class VehicleService:
     async def _build_session(self, session_id: str, operator_id: str) -> tuple[Session, str]:
         session = Session(session_id, operator_id)
         try:
-            session.add_cameras(self.cameras)
+            session.add_cameras(
+                self.cameras, clock_ms=self.now_ms, rtt_ms=lambda: self.clock_sync.rtt_ms
+            )
             session.open_channels(self._on_data, self._on_data_error, current=lambda: self.session)
             return session, await session.create_offer(rtt_ms=self.clock_sync.rtt_ms)
         except BaseException:

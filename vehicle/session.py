@@ -18,6 +18,7 @@ from teledrive.shared import channels as ch
 from teledrive.shared import messages as m
 from teledrive.shared.handshake_resend import HandshakeResender, install_handshake_resender
 from teledrive.vehicle.camera import Camera
+from teledrive.vehicle.retransmit_guard import RetransmitBudget, install_retransmit_guard
 from teledrive.vehicle.tasks import cancel_all
 from teledrive.vehicle.video_adapt import VideoAdapter
 from teledrive.vehicle.video_track import CameraVideoTrack, prefer_h264
@@ -52,16 +53,46 @@ class Session:
         self.redialled = False
         self.handshake: HandshakeResender | None = None
         """Re-sends unanswered handshake datagrams until DTLS connects (see create_offer)."""
+        self.retransmits: dict[str, RetransmitBudget] = {}
+        """Per camera: which requested video retransmissions were sent (see add_cameras)."""
 
-    def add_cameras(self, cameras: Iterable[Camera]) -> None:
-        """Adds one send-only H.264 video track per camera, and the video adapter over them."""
+    def add_cameras(
+        self,
+        cameras: Iterable[Camera],
+        *,
+        clock_ms: Callable[[], float],
+        rtt_ms: Callable[[], float | None],
+    ) -> None:
+        """Adds one send-only H.264 video track per camera, and the video adapter over them.
+
+        Each track's retransmissions pass a :class:`RetransmitBudget` (``self.retransmits``).
+
+        Args:
+            cameras: the cameras.
+            clock_ms: the vehicle's monotonic clock in ms.
+            rtt_ms: the round trip to the operator now, if measured.
+        """
         for camera in cameras:
             track = CameraVideoTrack(camera)
             transceiver = self.pc.addTransceiver(track, direction="sendonly")
             prefer_h264(transceiver)
             track.bind_sender(transceiver.sender)
+            self.retransmits[camera.name] = install_retransmit_guard(
+                transceiver.sender,
+                clock_ms=clock_ms,
+                rate_bps=lambda track=track: track.max_bitrate_bps,  # type: ignore[misc]
+                rtt_ms=rtt_ms,
+            )
             self.tracks.append(track)
         self.video = VideoAdapter(self.tracks)
+
+    def retransmit_summary(self) -> str:
+        """What the tracks' retransmission budgets did, for the log."""
+        return ", ".join(
+            f"{name}: sent {b.stats.sent}, repeated {b.stats.repeated}, too old"
+            f" {b.stats.too_old}, over budget {b.stats.over_budget}"
+            for name, b in self.retransmits.items()
+        )
 
     def open_channels(
         self,
@@ -145,6 +176,8 @@ class SessionCloser:
         """
         for track in session.tracks:
             track.stop()
+        if any(b.stats.sent or b.stats.repeated for b in session.retransmits.values()):
+            log.info("session %s retransmissions: %s", session.id, session.retransmit_summary())
         if session.handshake is not None:
             session.handshake.remove()  # DTLS may never have started: it would not say so
         task = asyncio.create_task(close_pc(session.pc), name=f"close-{session.id}")

@@ -100,7 +100,7 @@ async def test_a_session_closed_unused_stops_its_camera_tracks() -> None:
     # their tracks; the closer does.
     camera = Camera(lambda: SyntheticSource(320, 240), name="front", fps=10)
     session = Session("ahead", "?")
-    session.add_cameras([camera])
+    session.add_cameras([camera], clock_ms=lambda: 0.0, rtt_ms=lambda: None)
     closer = SessionCloser()
     closer.close(session)
     assert [track.readyState for track in session.tracks] == ["ended"]
