@@ -44,7 +44,7 @@ from teledrive.vehicle.supervisor import (
     TickOutput,
 )
 from teledrive.vehicle.tasks import cancel_all
-from teledrive.vehicle.video_adapt import run_video_adaptation
+from teledrive.vehicle.video_adapt import BudgetMemory, run_video_adaptation
 from teledrive.vehicle.world_camera import WorldCameraSource
 
 log = logging.getLogger(__name__)
@@ -158,6 +158,8 @@ class VehicleService:
         self._tick_count = 0
         self._kick = asyncio.Event()
         self._closer = SessionCloser()
+        self._video_memory = BudgetMemory()
+        """What the last session's video budget learned: where the next one starts."""
         self.offers = OfferAhead(
             lambda: self._build_session("ahead", "?"), self._closer.close, now_ms=self.now_ms
         )
@@ -273,9 +275,15 @@ class VehicleService:
 
     async def _build_session(self, session_id: str, operator_id: str) -> tuple[Session, str]:
         session = Session(session_id, operator_id)
+        now_ms = self.now_ms()
+        current = self.session
+        self._video_memory.remember(current.video if current is not None else None, now_ms)
         try:
             session.add_cameras(
-                self.cameras, clock_ms=self.now_ms, rtt_ms=lambda: self.clock_sync.rtt_ms
+                self.cameras,
+                clock_ms=self.now_ms,
+                rtt_ms=lambda: self.clock_sync.rtt_ms,
+                start_bps=self._video_memory.start_bps(now_ms),
             )
             session.open_channels(self._on_data, self._on_data_error, current=lambda: self.session)
             return session, await session.create_offer(rtt_ms=self.clock_sync.rtt_ms)
@@ -326,6 +334,7 @@ class VehicleService:
         if session is None:
             return
         log.info("session %s ended: %s", session.id, reason)
+        self._video_memory.remember(session.video, self.now_ms())
         # Closed in the background: see SessionCloser.
         self._closer.close(session)
 

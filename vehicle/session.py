@@ -9,6 +9,7 @@ sessions in the background within :data:`PC_CLOSE_TIMEOUT_S`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable
 
@@ -21,6 +22,7 @@ from teledrive.vehicle.camera import Camera
 from teledrive.vehicle.retransmit_guard import RetransmitBudget, install_retransmit_guard
 from teledrive.vehicle.tasks import cancel_all
 from teledrive.vehicle.video_adapt import VideoAdapter
+from teledrive.vehicle.video_budget import VideoBudgetConfig
 from teledrive.vehicle.video_track import CameraVideoTrack, prefer_h264
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ class Session:
         *,
         clock_ms: Callable[[], float],
         rtt_ms: Callable[[], float | None],
+        start_bps: int | None = None,
     ) -> None:
         """Adds one send-only H.264 video track per camera, and the video adapter over them.
 
@@ -71,6 +74,8 @@ class Session:
             cameras: the cameras.
             clock_ms: the vehicle's monotonic clock in ms.
             rtt_ms: the round trip to the operator now, if measured.
+            start_bps: the video budget to start from (what the last session learned), or
+                None for the default.
         """
         for camera in cameras:
             track = CameraVideoTrack(camera)
@@ -84,7 +89,11 @@ class Session:
                 rtt_ms=rtt_ms,
             )
             self.tracks.append(track)
-        self.video = VideoAdapter(self.tracks)
+        config = VideoBudgetConfig()
+        if start_bps is not None:
+            low, high = config.min_total_bps, config.max_total_bps
+            config = dataclasses.replace(config, start_bps=min(high, max(low, start_bps)))
+        self.video = VideoAdapter(self.tracks, config=config)
 
     def retransmit_summary(self) -> str:
         """What the tracks' retransmission budgets did, for the log."""

@@ -107,7 +107,8 @@ class VideoAdapter:
         if primary is not None and primary not in names:
             raise ConfigError(f"video: unknown primary camera {primary!r}")
         self._primary = primary or (names[0] if names else "")
-        self._config = config
+        self.config = config or VideoBudgetConfig()
+        """The budget's tuning (its ``start_bps`` is where a new session starts)."""
         self.budget: VideoBudget | None = None
         self._last_report: dict[str, datetime.datetime] = {}
         self._applied: dict[str, OperatingPoint] = {}
@@ -178,7 +179,7 @@ class VideoAdapter:
             specs.append(CameraSpec(track.camera.name, width, height, track.camera.nominal_fps))
         if not specs:
             return None
-        self.budget = VideoBudget(specs, primary=self._primary, config=self._config, now_ms=now_ms)
+        self.budget = VideoBudget(specs, primary=self._primary, config=self.config, now_ms=now_ms)
         self._apply(self.budget.points)
         return self.budget
 
@@ -229,6 +230,36 @@ class VideoAdapter:
         rtt_s = getattr(stats, "roundTripTime", None)
         rtt_ms = rtt_s * 1000.0 if isinstance(rtt_s, int | float) else None
         return loss, rtt_ms
+
+
+class BudgetMemory:
+    """What the last session's video budget learned of the link, for the next session.
+
+    A new session over the same modem meets the same link: starting it from the default
+    budget (2.5 Mbit/s) after a cut under a 1.5 Mbit/s link filled the uplink's queue for the
+    second or two the new budget needed to learn, right when the operator was waiting for
+    the picture. What was learned is kept for ``keep_ms``; after that the link may have
+    changed, and a new session starts from the default again.
+
+    Args:
+        keep_ms: how long a learned budget is used for new sessions.
+    """
+
+    def __init__(self, keep_ms: float = 60_000.0) -> None:
+        self._keep_ms = keep_ms
+        self._learned: tuple[float, float] | None = None
+
+    def remember(self, adapter: VideoAdapter | None, now_ms: float) -> None:
+        """Keep what ``adapter``'s budget has learned, if it has started."""
+        if adapter is not None and adapter.budget is not None:
+            self._learned = (adapter.budget.available_bps, now_ms)
+
+    def start_bps(self, now_ms: float) -> int | None:
+        """The budget a new session should start from, or None for the default."""
+        learned = self._learned
+        if learned is None or not 0.0 <= now_ms - learned[1] <= self._keep_ms:
+            return None
+        return max(1, round(learned[0]))
 
 
 def _size_and_rate(point: OperatingPoint) -> tuple[int, int, float]:
