@@ -16,8 +16,9 @@ first frame of the new session plus ``--after`` seconds.
 * reconnect_first_frame_ms: link back -> first frame of a NEW peer connection at the operator,
   the worst of the cuts (``reconnect_first_frame_ms_each``: every cut).
 * longest_freeze_ms: longest gap between frames at the operator, leaving out the cut.
-* longest_freeze_beyond_fades_ms: the same, less the uplink fades that fell in each gap (the
-  time the system itself took to recover once the link was back).
+* longest_freeze_beyond_fades_ms: the same, less the time the link faded (either direction:
+  the uplink carries the video, the downlink the requests that recover it) during each gap,
+  i.e. the time the system itself took to recover once the link was back.
 * longest_fade_ms: per direction, the longest fade of the link that lost a frame (profiles
   with ``fades``; 0 otherwise): a freeze cannot be shorter than an uplink fade plus the
   one-way delay, and with retransmission it lasts about a fade plus a round trip.

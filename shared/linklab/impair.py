@@ -46,7 +46,7 @@ _PARETO_SCALE = 1.0 + math.sqrt(5.0)
 
 
 FADES_KEPT = 256
-"""How many of the latest fades that lost a frame :attr:`DirectionStats.fades` lists."""
+"""How many of the latest fades (and queue drops) :class:`DirectionStats` lists."""
 
 
 class DropReason(StrEnum):
@@ -92,6 +92,8 @@ class DirectionStats:
             lost at least one frame; 0 if none did.
         fades: the latest fades that lost a frame (at most :data:`FADES_KEPT`), oldest first,
             as ``[start_ms, end_ms]`` on the caller's clock.
+        queue_drops: arrival times of the latest frames the full queue dropped (at most
+            :data:`FADES_KEPT`), oldest first: when the sender overran the link.
     """
 
     offered: int = 0
@@ -102,6 +104,7 @@ class DirectionStats:
     in_flight: int = 0
     longest_fade_ms: float = 0.0
     fades: list[list[float]] = field(default_factory=list)
+    queue_drops: list[float] = field(default_factory=list)
 
 
 class Impairment(Generic[T]):
@@ -127,6 +130,7 @@ class Impairment(Generic[T]):
         self._fade_flip_ms: float | None = None  # when the fade chain next changes state
         self._fade_start_ms = 0.0  # when the current (or last) fade began
         self._fades: deque[tuple[float, float]] = deque(maxlen=FADES_KEPT)
+        self._queue_drops: deque[float] = deque(maxlen=FADES_KEPT)
         self._link_free_ms = -math.inf  # when the rate limiter has serialised all queued bytes
         self._fifo_tail_ms = -math.inf  # departure of the latest in-order frame
         self._cuts: list[tuple[float, float]] = []  # on-demand cuts as [start, end) in ms
@@ -146,6 +150,7 @@ class Impairment(Generic[T]):
             self._stats,
             dropped=dict(self._stats.dropped),
             fades=[[start, end] for start, end in self._fades],
+            queue_drops=list(self._queue_drops),
         )
         snapshot.in_flight = len(self._heap)
         return snapshot
@@ -223,6 +228,7 @@ class Impairment(Generic[T]):
             backlog_ms = max(0.0, self._link_free_ms - now_ms)
             backlog_bytes = backlog_ms * profile.rate_bps / (_BITS_PER_BYTE * _MS_PER_S)
             if backlog_bytes + size_bytes > profile.effective_queue_bytes:
+                self._queue_drops.append(now_ms)
                 return Dropped(DropReason.QUEUE)
             serialise_ms = size_bytes * _BITS_PER_BYTE * _MS_PER_S / profile.rate_bps
             self._link_free_ms = max(now_ms, self._link_free_ms) + serialise_ms

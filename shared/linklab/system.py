@@ -24,6 +24,7 @@ import dataclasses
 import itertools
 import json
 import logging
+import math
 import os
 import re
 import select
@@ -457,19 +458,29 @@ class LabSystem:
     def longest_freeze_beyond_fades_ms(
         self, since_ms: float, until_ms: float = float("inf")
     ) -> float:
-        """Like :meth:`longest_freeze_ms`, less the uplink fades that fell in each gap.
+        """Like :meth:`longest_freeze_ms`, less the time the link faded during each gap.
 
-        A fade takes the link away for its length, so no receiver can show a frame sooner
-        than the fade's end plus the one-way delay; what is left of a gap is the time the
-        system itself took to recover (see :func:`longest_gap_ms`).
+        A fade of the uplink takes the video away, one of the downlink the requests that
+        recover it (NACKs, keyframe requests); no receiver can show a frame before the link
+        is back. What is left of a gap is the time the system itself took to recover (see
+        :func:`longest_gap_ms`).
         """
-        uplink = self.lab.stats()["uplink"]
-        profile = self.lab.profile.uplink
+        stats = self.lab.stats()
+        profile = self.lab.profile
+        fades = [
+            (float(start), float(end))
+            for direction in ("uplink", "downlink")
+            for start, end in stats[direction]["fades"]
+        ]
+        lookback_ms = max(
+            profile.uplink.delay_ms + profile.uplink.jitter_ms,
+            profile.downlink.delay_ms + profile.downlink.jitter_ms,
+        )
         return longest_gap_ms(
             self.frame_times(since_ms, until_ms),
             self.cuts,
-            fades=[(float(start), float(end)) for start, end in uplink["fades"]],
-            lookback_ms=profile.delay_ms + profile.jitter_ms,
+            fades=fades,
+            lookback_ms=lookback_ms,
         )
 
     def registrations(self, since_ms: float) -> list[tuple[str, str]]:
@@ -491,10 +502,11 @@ def longest_gap_ms(
 ) -> float:
     """The longest gap between consecutive frame times, less what the link took away.
 
-    Gaps that overlap a cut are left out. From each other gap the length of every fade
-    (``(start_ms, end_ms)``) that began between ``lookback_ms`` (the worst one-way delay:
-    frames lost in a fade were due that much later) before the gap's first frame and its
-    last frame is subtracted. Times, cuts and fades share one clock.
+    Gaps that overlap a cut are left out. From each other gap the time covered by the fades
+    (``(start_ms, end_ms)``, either direction) that began between ``lookback_ms`` (the worst
+    one-way delay: frames lost in a fade were due that much later) before the gap's first
+    frame and its last frame is subtracted, overlapping fades counted once. Times, cuts and
+    fades share one clock.
 
     Args:
         times_ms: frame arrival times, ascending.
@@ -509,7 +521,11 @@ def longest_gap_ms(
     for before, after in itertools.pairwise(times_ms):
         if any(before < cut.end_ms and after > cut.start_ms for cut in cuts):
             continue
-        faded_ms = sum(end - start for start, end in fades if before - lookback_ms <= start < after)
+        counted = sorted(f for f in fades if before - lookback_ms <= f[0] < after)
+        faded_ms, covered_until = 0.0, -math.inf
+        for start, end in counted:
+            faded_ms += max(0.0, end - max(start, covered_until))
+            covered_until = max(covered_until, end)
         longest = max(longest, after - before - faded_ms)
     return longest
 

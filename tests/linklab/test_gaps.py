@@ -28,6 +28,14 @@ def test_a_fade_in_or_just_before_a_gap_is_subtracted_from_it() -> None:
     assert longest_gap_ms(times, [], fades=two, lookback_ms=120.0) == 450.0
 
 
+def test_overlapping_fades_of_both_directions_count_once() -> None:
+    times = [0.0, 600.0, 633.0]
+    up_and_down = [(100.0, 200.0), (150.0, 250.0)]  # 150 ms of link lost, not 200
+    assert longest_gap_ms(times, [], fades=up_and_down, lookback_ms=120.0) == 450.0
+    nested = [(100.0, 300.0), (150.0, 250.0)]
+    assert longest_gap_ms(times, [], fades=nested, lookback_ms=120.0) == 400.0
+
+
 def test_a_fade_outside_the_gap_is_not_subtracted() -> None:
     times = [0.0, 600.0, 633.0]
     too_early = [(-200.0, -100.0)]  # began more than the lookback before the gap

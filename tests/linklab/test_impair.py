@@ -50,6 +50,7 @@ def test_rate_limit_serialises_and_drop_tail_queue_overflows() -> None:
     assert link.offer(15.0, "d", 10) == Scheduled(35.0)  # 5 bytes left ahead: fits
     assert link.offer(100.0, "e", 10) == Scheduled(115.0)  # idle link: no wait
     assert link.stats.dropped["queue"] == 1
+    assert link.stats.queue_drops == [0.0]  # when: the sender overran the link then
 
 
 def test_default_queue_is_100_ms_of_the_rate() -> None:

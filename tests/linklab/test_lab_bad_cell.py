@@ -1,7 +1,7 @@
 """The whole system over the bad cellular link (bad-cell): 80 ms one way, ±40 ms pareto
 jitter, 3 % of the time in fades (50 ms on average), 1.5 Mbit/s. Video keeps flowing within
-the uplink; what the link does not take away in fades, the system recovers within the freeze
-bound; nothing stale is applied. Needs root; skips otherwise.
+the uplink; apart from the time the link itself was faded, the system recovers within the
+freeze bound; nothing stale is applied. Needs root; skips otherwise.
 
 A cut under bad-cell is in ``benchmarks/link_lab.py`` (first frame 1.2-1.5 s after the link
 returns), not here: a handshake datagram lost in a fade costs 1.5 round trips (~360 ms), and
