@@ -1,8 +1,8 @@
 """One control step: autonomy in, supervisor tick, the one command out to the motor controller.
 
-No asyncio and no clock of its own: the vehicle service calls :meth:`Controller.step` the
-moment a drive command arrives (so a command waits for no tick) and otherwise 20 ms after the
-last step (:class:`StepTimer`), and tests call it with an injected time.
+No asyncio and no clock of its own: the vehicle service calls :meth:`Controller.step` every
+20 ms and again the moment a drive command arrives (so a command waits for no tick), and
+tests call it with an injected time.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-from teledrive.shared.errors import ConfigError
 from teledrive.vehicle.autonomy.base import AutonomyOutput
 from teledrive.vehicle.mcu_codec import Fault, FaultBit, State, Telemetry
 from teledrive.vehicle.supervisor import Mode, Supervisor, TickOutput
@@ -76,51 +75,6 @@ def mcu_state_name(motor: MotorPort) -> str:
     if not motor.connected or telemetry is None:
         return "OFFLINE"
     return State(telemetry.state).name
-
-
-class StepTimer:
-    """When the control loop steps, and when it does its periodic chores.
-
-    A step runs at once when something arrives (a command, an e-stop: a *kick*), and
-    otherwise ``tick_s`` after the previous step, so the time between two steps never exceeds
-    ``tick_s`` (what the supervisor's detection time counts on) while a steady stream of
-    commands is stepped once per command, not once per command and once per tick. The chores
-    (telemetry, clock sync, status) keep a fixed ``tick_s`` grid of their own, whatever the
-    steps do; after a stall the grid restarts from now rather than catching up.
-
-    Sans-I/O: the caller reads its clock and says whether it was kicked.
-
-    Args:
-        tick_s: the longest time between two steps, and the chores' period (> 0).
-        now_s: the time the loop starts (the first step is due ``tick_s`` later).
-
-    Raises:
-        ConfigError: if ``tick_s`` is not positive.
-    """
-
-    def __init__(self, tick_s: float, now_s: float) -> None:
-        if not tick_s > 0.0:
-            raise ConfigError(f"control loop: tick must be > 0 s, got {tick_s!r}")
-        self._tick_s = tick_s
-        self._last_step_s = now_s
-        self._next_chores_s = now_s + tick_s
-
-    @property
-    def deadline_s(self) -> float:
-        """When the loop must wake up even if nothing arrives."""
-        return min(self._last_step_s + self._tick_s, self._next_chores_s)
-
-    def due(self, now_s: float, *, kicked: bool) -> tuple[bool, bool]:
-        """What to do at ``now_s``: ``(step, chores)``; records them as done."""
-        step = kicked or now_s >= self._last_step_s + self._tick_s
-        if step:
-            self._last_step_s = now_s
-        chores = now_s >= self._next_chores_s
-        if chores:
-            self._next_chores_s += self._tick_s
-            if self._next_chores_s <= now_s:  # stalled: restart the grid, do not catch up
-                self._next_chores_s = now_s + self._tick_s
-        return step, chores
 
 
 class Controller:

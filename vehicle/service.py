@@ -29,7 +29,7 @@ from teledrive.shared.signaling import SignalingClient
 from teledrive.vehicle.camera import Camera, FrameSource, OpenCVSource, SyntheticSource
 from teledrive.vehicle.command_audit import CommandAudit
 from teledrive.vehicle.command_gate import CommandArrival, GateVerdict
-from teledrive.vehicle.control import AutonomySource, Controller, StepTimer, mcu_state_name
+from teledrive.vehicle.control import AutonomySource, Controller, mcu_state_name
 from teledrive.vehicle.mcu_codec import Fault
 from teledrive.vehicle.motor_link import MotorLink
 from teledrive.vehicle.offer_ahead import OfferAhead
@@ -430,45 +430,38 @@ class VehicleService:
     # -- control --------------------------------------------------------------------------
 
     async def _control_loop(self) -> None:
-        """Steps the controller at once when a command or event arrives, else every tick."""
-        timer = StepTimer(TICK_S, self._clock())
+        """Steps the controller every tick, and at once when a command or event arrives."""
+        next_s = self._clock() + TICK_S
         while True:
             with contextlib.suppress(TimeoutError):
-                wait_s = max(0.0, timer.deadline_s - self._clock())
-                await asyncio.wait_for(self._kick.wait(), wait_s)
+                await asyncio.wait_for(self._kick.wait(), max(0.0, next_s - self._clock()))
             kicked = self._kick.is_set()
             self._kick.clear()
-            now_s = self._clock()
-            step, chores = timer.due(now_s, kicked=kicked)
-            now_ms = now_s * 1000.0
-            if step:
-                self._step(now_ms)
-            if chores:
-                self._on_tick(now_ms)
-
-    def _step(self, now_ms: float) -> None:
-        """One control step, and what its mode changes tell the operator and the hub."""
-        out = self.controller.step(now_ms)
-        self.audit.on_applied(out.command_seq, now_ms)
-        if self._on_step is not None:
-            self._on_step(out)
-        if out.transitions:
-            self._status_task()
-        for transition in out.transitions:
-            self._send_event(
-                m.ModeChange(
-                    t_ms=transition.at_ms,
-                    mode=transition.to_mode.name,
-                    previous=transition.from_mode.name,
-                    reason=transition.reason[:1000],
+            now_ms = self.now_ms()
+            out = self.controller.step(now_ms)
+            self.audit.on_applied(out.command_seq, now_ms)
+            if self._on_step is not None:
+                self._on_step(out)
+            if out.transitions:
+                self._status_task()
+            for transition in out.transitions:
+                self._send_event(
+                    m.ModeChange(
+                        t_ms=transition.at_ms,
+                        mode=transition.to_mode.name,
+                        previous=transition.from_mode.name,
+                        reason=transition.reason[:1000],
+                    )
                 )
-            )
-            if transition.to_mode in (Mode.AUTONOMY, Mode.MINIMAL_RISK_STOP, Mode.ESTOP):
-                text = f"{transition.to_mode.name}: {transition.reason}"[:1000]
-                if transition.to_mode is Mode.AUTONOMY:
-                    self._send_event(m.Alert(level="warning", text=text))
-                else:
-                    self._send_event(m.Alert(level="critical", text=text))
+                if transition.to_mode in (Mode.AUTONOMY, Mode.MINIMAL_RISK_STOP, Mode.ESTOP):
+                    text = f"{transition.to_mode.name}: {transition.reason}"[:1000]
+                    if transition.to_mode is Mode.AUTONOMY:
+                        self._send_event(m.Alert(level="warning", text=text))
+                    else:
+                        self._send_event(m.Alert(level="critical", text=text))
+            if not kicked or self._clock() >= next_s:
+                next_s = max(next_s + TICK_S, self._clock())
+                self._on_tick(now_ms)
 
     async def _report_status(self) -> None:
         """Tells the hub the mode, for every operator's fleet view (not only the driver's)."""
