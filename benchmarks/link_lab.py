@@ -98,13 +98,11 @@ def run(
         lab.hold(window_s)
         frames = len(lab.frame_times(window_start_ms))
         steady = lab.summary()
-        # The control loop logs each mode change once ("mode A -> B at T ms: reason").
-        frozen = len(
-            lab.log_lines(
-                "vehicle", window_start_ms, now_ms(), containing=("AUTONOMY at", "video frozen")
-            )
+        frozen = sum(
+            "video frozen" in change.reason for change in lab.fallbacks(window_start_ms, now_ms())
         )
-        fallbacks: list[float | None] = []
+        fallbacks: list[float | None] = []  # of the cuts that found the operator in control
+        not_in_control = 0
         reconnects: list[float | None] = []
         from_before = 0
         for _ in range(cuts):
@@ -119,12 +117,15 @@ def run(
             except LinkError as err:
                 print(f"link_lab: {err}", file=sys.stderr)
             lab.hold(after_s)
-            fallbacks.append(lab.fallback_ms(cut))
+            if lab.in_control_at(cut):
+                fallbacks.append(lab.fallback_ms(cut))  # None here: it never fell back
+            else:
+                not_in_control += 1
             reconnects.append(lab.reconnect_first_frame_ms(cut))
             from_before += lab.commands_applied_from_before(cut)
         freeze_ms = lab.longest_freeze_ms(window_start_ms)
-        beyond_fades_ms = lab.longest_freeze_beyond_fades_ms(window_start_ms)
         link = lab.lab.stats()
+        beyond_fades_ms = lab.longest_freeze_beyond_fades_ms(window_start_ms, stats=link)
         final = lab.stop_probe() or {}
     known_fallbacks = [f for f in fallbacks if f is not None]
     known_reconnects = [r for r in reconnects if r is not None]
@@ -139,8 +140,13 @@ def run(
         "command_latency_ms_p50": steady.get("command_latency_ms_p50"),
         "command_latency_ms_p95": steady.get("command_latency_ms_p95"),
         "rtt_ms_p50": steady.get("rtt_ms_p50"),
-        "fallback_ms_max": _r(max(known_fallbacks)) if known_fallbacks else None,
-        "cuts_not_in_control": cuts - len(known_fallbacks),
+        # A cut that found the operator in control and never saw a fallback makes it None.
+        "fallback_ms_max": (
+            _r(max(known_fallbacks))
+            if fallbacks and len(known_fallbacks) == len(fallbacks)
+            else None
+        ),
+        "cuts_not_in_control": not_in_control,
         "reconnect_first_frame_ms": (
             _r(max(known_reconnects)) if len(known_reconnects) == cuts else None
         ),

@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, NamedTuple
 
 from teledrive.shared.errors import LinkError
 from teledrive.shared.linklab.netns import LinkLab
@@ -92,6 +92,15 @@ class Cut:
     start_ms: float
     end_ms: float
     sessions_before: int
+
+
+class ModeChange(NamedTuple):
+    """One mode change of the vehicle, from its log (the vehicle's monotonic time)."""
+
+    t_ms: float
+    previous: str
+    mode: str
+    reason: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -415,30 +424,40 @@ class LabSystem:
                 if since_ms < line.t_ms <= until_ms and all(t in line.text for t in containing)
             ]
 
-    def mode_changes(self, since_ms: float = 0.0) -> list[tuple[float, str, str]]:
-        """The vehicle's mode changes from its log: ``(t_ms, from, to)``."""
+    def mode_changes(self, since_ms: float = 0.0, until_ms: float = math.inf) -> list[ModeChange]:
+        """The vehicle's mode changes from its log."""
         changes = []
-        for line in self.log_lines("vehicle", since_ms):
+        for line in self.log_lines("vehicle", since_ms, until_ms):
             match = _MODE_LINE.search(line.text)
             if match:
                 at_ms = float(match.group(3)) if match.group(3) else line.t_ms
-                changes.append((at_ms, match.group(1), match.group(2)))
+                changes.append(ModeChange(at_ms, match.group(1), match.group(2), match.group(4)))
         return changes
+
+    def fallbacks(self, since_ms: float, until_ms: float = math.inf) -> list[ModeChange]:
+        """The vehicle leaving the operator for autonomy or a minimal-risk stop."""
+        return [
+            change
+            for change in self.mode_changes(since_ms, until_ms)
+            if change.previous in OPERATOR_MODES and change.mode in FALLBACK_MODES
+        ]
+
+    def in_control_at(self, cut: Cut) -> bool:
+        """Whether the operator drove when the cut began (else nothing could fall back)."""
+        before = [change for change in self.mode_changes() if change.t_ms <= cut.start_ms]
+        return bool(before) and before[-1].mode in OPERATOR_MODES
 
     def fallback_ms(self, cut: Cut) -> float | None:
         """Cut -> the vehicle leaving the operator (autonomy or minimal-risk stop).
 
-        None when the operator was not in control at the cut (a fallback had already
-        happened, e.g. for frozen video on a lossy link): there was nothing to fall back from.
+        None when the operator was not in control at the cut (:meth:`in_control_at`: a
+        fallback had already happened, e.g. for frozen video on a lossy link), or when the
+        vehicle never left it: tell the two apart with :meth:`in_control_at`.
         """
-        changes = self.mode_changes()
-        before = [change for change in changes if change[0] <= cut.start_ms]
-        if not before or before[-1][2] not in OPERATOR_MODES:
+        if not self.in_control_at(cut):
             return None
-        for t_ms, previous, mode in changes:
-            if t_ms > cut.start_ms and previous in OPERATOR_MODES and mode in FALLBACK_MODES:
-                return t_ms - cut.start_ms
-        return None
+        after = [change for change in self.fallbacks(0.0) if change.t_ms > cut.start_ms]
+        return after[0].t_ms - cut.start_ms if after else None
 
     def commands_applied_from_before(self, cut: Cut) -> int:
         """Telemetry after the link returned naming an applied command sent before that."""
@@ -456,16 +475,20 @@ class LabSystem:
         return longest_gap_ms(self.frame_times(since_ms, until_ms), self.cuts)
 
     def longest_freeze_beyond_fades_ms(
-        self, since_ms: float, until_ms: float = float("inf")
+        self,
+        since_ms: float,
+        until_ms: float = float("inf"),
+        *,
+        stats: dict[str, Any] | None = None,
     ) -> float:
         """Like :meth:`longest_freeze_ms`, less the time the link faded during each gap.
 
         A fade of the uplink takes the video away, one of the downlink the requests that
         recover it (NACKs, keyframe requests); no receiver can show a frame before the link
         is back. What is left of a gap is the time the system itself took to recover (see
-        :func:`longest_gap_ms`).
+        :func:`longest_gap_ms`). ``stats``: a snapshot of ``self.lab.stats()`` already taken.
         """
-        stats = self.lab.stats()
+        stats = stats if stats is not None else self.lab.stats()
         profile = self.lab.profile
         fades = [
             (float(start), float(end))
@@ -505,7 +528,8 @@ def longest_gap_ms(
     Gaps that overlap a cut are left out. From each other gap the time covered by the fades
     (``(start_ms, end_ms)``, either direction) that began between ``lookback_ms`` (the worst
     one-way delay: frames lost in a fade were due that much later) before the gap's first
-    frame and its last frame is subtracted, overlapping fades counted once. Times, cuts and
+    frame and its last frame is subtracted (up to that last frame), overlapping fades counted
+    once. Times, cuts and
     fades share one clock.
 
     Args:
@@ -521,7 +545,11 @@ def longest_gap_ms(
     for before, after in itertools.pairwise(times_ms):
         if any(before < cut.end_ms and after > cut.start_ms for cut in cuts):
             continue
-        counted = sorted(f for f in fades if before - lookback_ms <= f[0] < after)
+        # Each fade clipped to the gap's window, so a gap never loses more than its length.
+        window_start = before - lookback_ms
+        counted = sorted(
+            (start, min(end, after)) for start, end in fades if window_start <= start < after
+        )
         faded_ms, covered_until = 0.0, -math.inf
         for start, end in counted:
             faded_ms += max(0.0, end - max(start, covered_until))

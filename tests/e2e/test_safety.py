@@ -15,10 +15,10 @@ import itertools
 import math
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
+from processes import cli
 from safety_rig import (
     FALLBACK_AGE_MS,
     LONG_ROUTE,
@@ -50,8 +50,7 @@ HYSTERESIS_MS = 1000.0
 
 
 def start_operator_process(hub_url: str) -> subprocess.Popen[str]:
-    argv = [sys.executable, "-m", "teledrive.shared.cli", "operator", "--hub", hub_url]
-    argv += ["--vehicle", VEHICLE_ID, "--headless", "--stdin"]
+    argv = cli("operator", "--hub", hub_url, "--vehicle", VEHICLE_ID, "--headless", "--stdin")
     return subprocess.Popen(
         argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, bufsize=1
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from teledrive.shared.linklab.profiles import PROFILES
 from teledrive.shared.linklab.system import Cut, LabSystem, now_ms, time_scale
 
 FREEZE_MS = 500.0  # [linklab]: no freeze longer than this except during outages
@@ -37,6 +38,16 @@ def video_flows(
         freeze_ms = system.longest_freeze_ms(start_ms, end_ms)
     assert freeze_ms <= freeze_bound_ms, f"video froze for {freeze_ms:.0f} ms"
     return start_ms, end_ms
+
+
+def video_fits_the_uplink(system: LabSystem, profile: str) -> None:
+    """Checks the vehicle sends video within the profile's uplink, and nothing went stale."""
+    summary = system.summary()
+    sent = summary["video"]
+    assert sent, summary
+    uplink_bps = PROFILES[profile].uplink.rate_bps
+    assert sum(point[3] for point in sent.values()) < uplink_bps, sent
+    assert summary["stale_commands_applied"] == 0, summary
 
 
 def cut_and_reconnect(system: LabSystem, cut_s: float) -> Cut:

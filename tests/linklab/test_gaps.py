@@ -36,6 +36,12 @@ def test_overlapping_fades_of_both_directions_count_once() -> None:
     assert longest_gap_ms(times, [], fades=nested, lookback_ms=120.0) == 400.0
 
 
+def test_a_fade_longer_than_the_gap_takes_away_no_more_than_the_gap() -> None:
+    times = [0.0, 33.0, 433.0, 466.0]
+    # Begins inside the 400 ms gap and outlasts it: only its part up to 433 ms counts.
+    assert longest_gap_ms(times, [], fades=[(100.0, 900.0)], lookback_ms=120.0) == 67.0
+
+
 def test_a_fade_outside_the_gap_is_not_subtracted() -> None:
     times = [0.0, 600.0, 633.0]
     too_early = [(-200.0, -100.0)]  # began more than the lookback before the gap
