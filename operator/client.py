@@ -355,15 +355,14 @@ class OperatorClient:
                 await self.signaling.send(m.Bye(session=session_id, reason="bad offer"))
 
     async def _build_answer(self, session_id: str, sdp: str) -> None:
-        # Before any await: the session watchdog must not judge the new peer connection by
-        # the telemetry of the old one (it closed the half-built answer as "dead").
-        self._last_telemetry_s = None
-        self._session_started_s = self._clock()
         await self._close_pc()
         self.session_id = session_id
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.pc = pc
+        # Before the next await: the session watchdog must not judge the new peer connection
+        # by the telemetry of the old one (it closed a half-built answer as "dead").
         self._session_started_s = self._clock()
+        self._last_telemetry_s = None
         pc.on("track", self._on_track)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         self.jitter_buffers = []
@@ -377,7 +376,6 @@ class OperatorClient:
                         buffer.observe_rtt_ms(self.clock_sync.rtt_ms)
                     self.jitter_buffers.append(buffer)
                     self.stats.video_receive.append(buffer.stats)
-        self._last_telemetry_s = None
         self.channels = ch.open_channels(pc, self._on_data, self._on_data_error)
         self.channels.drive.raw.on("open", self.connected.set)
         await pc.setLocalDescription(await pc.createAnswer())

@@ -65,6 +65,7 @@ an aiortc receiver.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import time
@@ -356,6 +357,7 @@ class FastJitterBuffer:
             complete frame for the decoder or None.
         """
         self._keyframe_requested = False
+        self._nacks_due.clear()  # only this packet's copies: take_nacks() reads them after
         self._now_ms = self._clock_ms()
         frame = self._add(packet)
         self._repeat_feedback()
@@ -367,6 +369,8 @@ class FastJitterBuffer:
         Call after each :meth:`add`. Empty unless feedback is repeated (see
         :attr:`repeats_feedback`): aiortc's receiver sends the first NACK itself.
         """
+        if not self._nacks_due:
+            return []
         due, self._nacks_due = self._nacks_due, []
         # Ascending, as aiortc's own NACKs: its packing of (PID, BLP) pairs expects it (a
         # list across the wrap-around would make it raise).
@@ -462,7 +466,7 @@ class FastJitterBuffer:
         for memory in (self._missing_since, self._nacked):
             excess = len(memory) - _MISSING_MEMORY
             if excess > 0:  # (not a copy of 1024 keys on every packet once it is full)
-                for forgotten in list(memory)[:excess]:
+                for forgotten in list(itertools.islice(memory, excess)):
                     del memory[forgotten]
 
     # -- frame structure -------------------------------------------------------------------
@@ -699,8 +703,11 @@ class FastJitterBuffer:
         for ext, (sent_ms, copies) in list(self._nacked.items()):
             if self._next_ext is not None and ext < self._next_ext:
                 del self._nacked[ext]  # its frame was given up (or it came and was used)
-            elif copies < self._copies and now_ms - sent_ms >= spacing_ms:
-                self._nacked[ext] = (now_ms, copies + 1)
+            elif now_ms - sent_ms >= spacing_ms:
+                if copies + 1 >= self._copies:
+                    del self._nacked[ext]  # its last copy: nothing more to do for it
+                else:
+                    self._nacked[ext] = (now_ms, copies + 1)
                 self._nacks_due.append(ext % _SEQ_MODULO)
                 self.stats.nacks_repeated += 1
         if (

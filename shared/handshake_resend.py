@@ -188,7 +188,9 @@ class HandshakeResender:
     Made by :func:`install_handshake_resender`; :meth:`remove` puts everything back.
     """
 
-    def __init__(self, plan: ResendPlan, protocols: list[Any], dtls: Any) -> None:
+    def __init__(
+        self, plan: ResendPlan, protocols: list[Any], dtls: Any, *, give_up_s: float = GIVE_UP_S
+    ) -> None:
         self.plan = plan
         self._protocols = protocols
         self._dtls = dtls
@@ -207,7 +209,7 @@ class HandshakeResender:
 
             protocol.datagram_received = on_datagram
         dtls.on("statechange", self._on_dtls_state)
-        self._give_up = self._loop.call_later(GIVE_UP_S, self.remove)
+        self._give_up = self._loop.call_later(give_up_s, self.remove)
 
     @property
     def removed(self) -> bool:
@@ -265,7 +267,11 @@ class HandshakeResender:
 
 
 def install_handshake_resender(
-    pc: Any, *, rtt_ms: float | None = None, copies: int = DEFAULT_COPIES
+    pc: Any,
+    *,
+    rtt_ms: float | None = None,
+    copies: int = DEFAULT_COPIES,
+    give_up_s: float = GIVE_UP_S,
 ) -> HandshakeResender | None:
     """Re-sends a peer connection's unanswered handshake datagrams until DTLS connects.
 
@@ -276,6 +282,7 @@ def install_handshake_resender(
         pc: an ``aiortc.RTCPeerConnection``.
         rtt_ms: the round trip to the peer if known (the wait before a re-send follows it).
         copies: re-sends of one datagram at most.
+        give_up_s: when DTLS has not connected by then, stop and put the sockets back.
 
     Returns:
         The resender, or None when the connection has no transport yet (nothing to do).
@@ -301,4 +308,4 @@ def install_handshake_resender(
             " install_handshake_resender must be updated"
         )
     plan = ResendPlan(resend_after_ms=resend_after_ms(rtt_ms), copies=copies)
-    return HandshakeResender(plan, list(protocols), dtls)
+    return HandshakeResender(plan, list(protocols), dtls, give_up_s=give_up_s)

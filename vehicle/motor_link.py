@@ -52,6 +52,9 @@ from teledrive.vehicle.mcu_sim import PtyMcu
 
 logger = logging.getLogger(__name__)
 
+PORT_ERRORS = (serial.SerialException, OSError, termios.error)
+"""What a serial port that went away raises (a USB adapter unplugged raises any of them)."""
+
 SIM_URL: Final = "sim://"
 BAUDRATE: Final = 115_200
 _I16_MIN: Final = -0x8000
@@ -514,7 +517,7 @@ class MotorLink:
             self._counters["write_timeouts"] += 1
             self._last_link_error = f"write timed out on {self.url}: {err}"
             return False
-        except (serial.SerialException, OSError, termios.error) as err:
+        except PORT_ERRORS as err:
             self._counters["write_errors"] += 1
             self._last_link_error = f"write failed on {self.url}: {err}"
             return False
@@ -550,7 +553,7 @@ class MotorLink:
             )
             port.reset_input_buffer()
         # termios.error is not an OSError: a device unplugged between open and the flush.
-        except (serial.SerialException, OSError, termios.error, LinkError, ValueError) as err:
+        except (*PORT_ERRORS, LinkError, ValueError) as err:
             with self._lock:
                 self._counters["open_failures"] += 1
                 self._last_link_error = f"cannot open {self.url}: {err}"
@@ -584,7 +587,7 @@ class MotorLink:
                 was_ready = self._process(port, data) or was_ready
             with self._lock:  # stopping on purpose: leave the MCU disarmed, not to its watchdog
                 self._write_locked(port, self._session.disarm())
-        except (serial.SerialException, OSError, termios.error) as err:
+        except PORT_ERRORS as err:
             with self._lock:
                 self._counters["port_errors"] += 1
                 self._last_link_error = f"{self.url}: {err}"
@@ -613,7 +616,7 @@ class MotorLink:
             self._session.connection_lost()
         try:
             port.close()
-        except (serial.SerialException, OSError, termios.error) as err:
+        except PORT_ERRORS as err:
             logger.debug("motor link: closing %s: %s", self.url, err)
         self._set_connected(False)
 

@@ -65,6 +65,7 @@ class OfferAhead:
         self._ready: _Ready | None = None
         self._sent: Session | None = None
         self._lock = asyncio.Lock()
+        self._ended = 0  # take() and discard() calls: a build that saw one end is not kept
         self.made = 0
         """Offers built."""
         self.used = 0
@@ -79,15 +80,19 @@ class OfferAhead:
             ready = self._ready
             if ready is not None and self._now_ms() - ready.made_ms <= self._max_age_ms:
                 return
+            ended = self._ended
             try:
                 session, sdp = await self._build()
             except Exception as err:  # an optimisation: never let it stop a re-dial
                 log.warning("could not make an offer ahead: %r", err)
                 return
-            # Read again: a Connect may have taken or dropped the offers while this one was
-            # being built (take() and discard() do not wait for the lock).
-            old, self._ready = self._ready, _Ready(session, sdp, self._now_ms())
             self.made += 1
+            if self._ended != ended:
+                # A Connect took or dropped the offers while this one was built (take() and
+                # discard() do not wait for the lock): the re-dial it was for is over.
+                self._close(session)
+                return
+            old, self._ready = self._ready, _Ready(session, sdp, self._now_ms())
             if old is not None and old.session is not self._sent:
                 self._close(old.session)
 
@@ -106,6 +111,7 @@ class OfferAhead:
 
     def take(self) -> Session | None:
         """The session whose offer the hub opened a session with; closes any other one."""
+        self._ended += 1
         sent, self._sent = self._sent, None
         self._drop_ready(keep=sent)
         if sent is not None:
@@ -114,6 +120,7 @@ class OfferAhead:
 
     def discard(self) -> None:
         """The hub opened a session without an offer made ahead (or the vehicle stops)."""
+        self._ended += 1
         sent, self._sent = self._sent, None
         if sent is not None:
             self._close(sent)

@@ -38,38 +38,33 @@ REDIAL_TIMEOUT_S = 1.5
 MAX_REDIALS_IN_FLIGHT = 16
 
 
-class OperatorActivity(Protocol):
-    """What the policy reads of a session (a :class:`~teledrive.vehicle.session.Session`)."""
+class RedialSession(Protocol):
+    """A session as the re-dial policy reads it and the loop marks it.
 
-    @property
-    def id(self) -> str:
-        """The session id (for the log)."""
-        ...
+    A :class:`~teledrive.vehicle.session.Session`; ``redialled`` is set once a re-dial got
+    through.
 
-    @property
-    def started_ms(self) -> float:
-        """When the session started, vehicle clock in ms."""
-        ...
+    Attributes:
+        id: the session id (for the log).
+        started_ms: when the session started, vehicle clock in ms.
+        last_data_ms: when the operator last sent anything (None: never).
+        redialled: whether a re-dial already got through for this session.
+    """
 
-    @property
-    def last_data_ms(self) -> float | None:
-        """When the operator last sent anything (None: never)."""
-        ...
-
-    @property
-    def redialled(self) -> bool:
-        """Whether a re-dial already got through for this session."""
-        ...
+    id: str
+    started_ms: float
+    last_data_ms: float | None
+    redialled: bool
 
 
-def silent_ms(session: OperatorActivity, now_ms: float) -> float:
+def silent_ms(session: RedialSession, now_ms: float) -> float:
     """How long the operator has been silent (a session never heard gets its setup time)."""
     if session.last_data_ms is None:
         return now_ms - session.started_ms - SESSION_SETUP_MS + OPERATOR_LOST_MS
     return now_ms - session.last_data_ms
 
 
-def operator_lost(session: OperatorActivity, now_ms: float) -> bool:
+def operator_lost(session: RedialSession, now_ms: float) -> bool:
     """Whether to re-dial now: the operator is lost, within the redial window.
 
     The fast redial is for the moment a cut link returns. Past the window (a long outage, or a
@@ -94,9 +89,7 @@ class RedialPolicy:
         self.last_attempt_ms = -math.inf
         """When the last attempt was started (vehicle clock, ms)."""
 
-    def should_dial(
-        self, session: OperatorActivity | None, now_ms: float, *, in_flight: int
-    ) -> bool:
+    def should_dial(self, session: RedialSession | None, now_ms: float, *, in_flight: int) -> bool:
         """Whether to start an attempt now; a yes counts as the attempt's start.
 
         Args:
@@ -113,15 +106,6 @@ class RedialPolicy:
             return False
         self.last_attempt_ms = now_ms
         return True
-
-
-class RedialSession(Protocol):
-    """A session the loop reads and marks as re-dialled."""
-
-    id: str
-    started_ms: float
-    last_data_ms: float | None
-    redialled: bool
 
 
 async def run_redial(

@@ -35,7 +35,6 @@ packet history and retransmission rate limiter do:
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,8 +44,6 @@ from aiortc import RTCRtpSender
 from aiortc.rtp import RTP_HISTORY_SIZE
 
 from teledrive.shared.errors import ConfigError, TeledriveError
-
-log = logging.getLogger(__name__)
 
 COPIES_PER_ROUND_TRIP = 2
 """Most retransmissions of one packet within a round trip of its first."""
@@ -63,6 +60,7 @@ DEFAULT_RTT_MS = 100.0
 RTP_VIDEO_CLOCK_KHZ = 90.0
 _RTP_TIMESTAMP_MODULO = 1 << 32
 _BITS_PER_BYTE = 8
+_RTP_HEADER_BYTES = 12
 _HISTORY_ATTR = "_RTCRtpSender__rtp_history"
 _NEWEST_TIMESTAMP_ATTR = "_RTCRtpSender__rtp_timestamp"
 
@@ -186,6 +184,17 @@ class RetransmitBudget:
         return True
 
 
+def picture_age_ms(newest_timestamp: int, timestamp: int) -> float:
+    """How far (ms) a packet's picture is behind the newest sent, from 90 kHz RTP timestamps.
+
+    Modulo 2**32 (timestamps wrap); a timestamp ahead of the newest counts as 0.
+    """
+    behind = (newest_timestamp - timestamp) % _RTP_TIMESTAMP_MODULO
+    if behind > _RTP_TIMESTAMP_MODULO // 2:
+        return 0.0
+    return behind / RTP_VIDEO_CLOCK_KHZ
+
+
 def install_retransmit_guard(
     sender: RTCRtpSender,
     *,
@@ -212,10 +221,14 @@ def install_retransmit_guard(
     guard = budget if budget is not None else RetransmitBudget()
     history: Any = getattr(sender, _HISTORY_ATTR, None)
     original = getattr(sender, "_retransmit", None)
-    if not isinstance(history, dict) or original is None:
+    if (
+        not isinstance(history, dict)
+        or original is None
+        or not hasattr(sender, _NEWEST_TIMESTAMP_ATTR)
+    ):
         raise AiortcSenderError(
-            f"aiortc RTCRtpSender has no {_HISTORY_ATTR} or _retransmit: update"
-            " vehicle/retransmit_guard.py for this aiortc version"
+            f"aiortc RTCRtpSender has no {_HISTORY_ATTR}, {_NEWEST_TIMESTAMP_ATTR} or"
+            " _retransmit: update vehicle/retransmit_guard.py for this aiortc version"
         )
 
     async def guarded(sequence_number: int) -> None:
@@ -223,15 +236,12 @@ def install_retransmit_guard(
         if packet is None or packet.sequence_number != sequence_number:
             guard.stats.unknown += 1
             return
-        newest = getattr(sender, _NEWEST_TIMESTAMP_ATTR, packet.timestamp)
-        behind = (newest - packet.timestamp) % _RTP_TIMESTAMP_MODULO
-        if behind > _RTP_TIMESTAMP_MODULO // 2:  # newer than the newest: not behind at all
-            behind = 0
+        newest = getattr(sender, _NEWEST_TIMESTAMP_ATTR)
         allowed = guard.allow(
             clock_ms(),
             seq=sequence_number,
-            size_bytes=len(packet.payload) + 12,  # the RTP header
-            age_ms=behind / RTP_VIDEO_CLOCK_KHZ,
+            size_bytes=len(packet.payload) + _RTP_HEADER_BYTES,
+            age_ms=picture_age_ms(newest, packet.timestamp),
             rate_bps=rate_bps(),
             rtt_ms=rtt_ms(),
         )

@@ -23,7 +23,7 @@ from teledrive.vehicle.retransmit_guard import RetransmitBudget, install_retrans
 from teledrive.vehicle.tasks import cancel_all
 from teledrive.vehicle.video_adapt import VideoAdapter
 from teledrive.vehicle.video_budget import VideoBudgetConfig
-from teledrive.vehicle.video_track import CameraVideoTrack, prefer_h264
+from teledrive.vehicle.video_track import CameraVideoTrack, add_camera_track
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +79,7 @@ class Session:
         """
         for camera in cameras:
             track = CameraVideoTrack(camera)
-            transceiver = self.pc.addTransceiver(track, direction="sendonly")
-            prefer_h264(transceiver)
-            track.bind_sender(transceiver.sender)
+            transceiver = add_camera_track(self.pc, track)
             self.retransmits[camera.name] = install_retransmit_guard(
                 transceiver.sender,
                 clock_ms=clock_ms,

@@ -173,3 +173,25 @@ def test_the_stacks_own_retransmission_is_not_pending_twice() -> None:
     plan.on_sent(PEER, request, 50.0)  # aioice retransmits the same transaction
     assert plan.due(200.0) == [(PEER, request)]
     assert plan.stats.sent == 1
+
+
+async def test_the_resender_gives_up_when_dtls_never_connects() -> None:
+    # An offer nobody answers: without the give-up the sockets would keep the wrapper (and
+    # its memory of what was sent) for as long as the peer connection lives.
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        pc.addTransceiver("video", direction="sendonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        loop = asyncio.get_running_loop()
+        resender = install_handshake_resender(pc, give_up_s=0.05)
+        assert isinstance(resender, HandshakeResender)
+        protocols = list(resender._protocols)
+        assert not resender.removed
+        after_give_up = loop.create_future()
+        loop.call_later(0.1, after_give_up.set_result, None)  # the loop's timers run in order
+        await after_give_up
+        assert resender.removed
+        assert all(type(p.transport).__name__ != "_ResendingTransport" for p in protocols)
+        assert all("datagram_received" not in vars(p) for p in protocols)
+    finally:
+        await pc.close()

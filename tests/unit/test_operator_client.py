@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -40,11 +41,12 @@ VehicleHandler = Callable[[ClientConnection, m.SignalMessage], Awaitable[None]]
 
 @contextlib.asynccontextmanager
 async def operator_and_fake_vehicle(
-    on_message: VehicleHandler,
+    on_message: VehicleHandler, *, clock: Callable[[], float] = time.monotonic
 ) -> AsyncIterator[tuple[Hub, OperatorClient]]:
     """A real hub, a vehicle on a raw websocket and an operator client asking for it.
 
     ``on_message`` gets what the hub sends the vehicle; all runs until the block ends.
+    ``clock`` is the client's.
     """
 
     async def vehicle(url: str) -> None:
@@ -58,7 +60,7 @@ async def operator_and_fake_vehicle(
         url = f"ws://127.0.0.1:{hub.bound_port}"
         fake = asyncio.create_task(vehicle(url))
         await hub.wait_stats(lambda s: s["vehicles"] == 1, WAIT_S)
-        client = OperatorClient(url, "van-01", operator_id="op1")
+        client = OperatorClient(url, "van-01", operator_id="op1", clock=clock)
         run = asyncio.create_task(client.run())
         try:
             yield hub, client
@@ -256,6 +258,27 @@ async def test_a_session_waiting_for_its_offer_is_not_asked_for_again() -> None:
         assert connects.empty()
 
 
+async def test_a_session_whose_offer_never_comes_is_given_up_after_the_setup_time() -> None:
+    connects: asyncio.Queue[str] = asyncio.Queue()
+    now_s = [time.monotonic()]
+
+    async def silent_vehicle(_ws: ClientConnection, message: m.SignalMessage) -> None:
+        if isinstance(message, m.Connect) and message.session is not None:
+            connects.put_nowait(message.session)  # and never offers
+
+    async with operator_and_fake_vehicle(silent_vehicle, clock=lambda: now_s[0]) as (hub, client):
+        first = await asyncio.wait_for(connects.get(), WAIT_S)
+        await hub.wait_stats(lambda s: s["sessions_opened"] == 1, WAIT_S)
+        now_s[0] += SESSION_SETUP_S - 0.5
+        await client._maybe_connect()
+        assert client.session_id == first  # still within its setup time: waited for
+        now_s[0] += 1.0
+        await client._maybe_connect()
+        second = await asyncio.wait_for(connects.get(), WAIT_S)
+        assert second != first
+        await hub.wait_stats(lambda s: s["sessions_opened"] == 2, WAIT_S)
+
+
 async def test_a_failed_answer_while_a_request_is_pending_does_not_start_a_storm() -> None:
     # Seen under bad-cell: the session watchdog gave up a session whose answer was being
     # built and asked for a new one; the half-built answer then failed, and its clean-up
@@ -302,6 +325,32 @@ async def test_a_new_session_starts_from_the_last_measured_round_trip() -> None:
         assert timer.samples == 1
         assert timer.srtt_ms == 250.0
         assert client.jitter_buffers[0].repeats_feedback  # a bad cell's round trip
+    finally:
+        await client._close_pc()
+        await vehicle.close()
+
+
+async def test_a_new_peer_connection_is_not_judged_by_the_old_ones_telemetry() -> None:
+    # Under bad-cell the session watchdog, running while an answer was being built, saw the
+    # new peer connection with the old session's last telemetry (seconds old), called it
+    # dead and closed it half-built: the start of a session storm.
+    now_s = [100.0]
+    client = OperatorClient("ws://127.0.0.1:9", "van-01", clock=lambda: now_s[0])
+    client._last_telemetry_s = 90.0  # the old session's last word, 10 s ago
+    vehicle = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        vehicle.addTransceiver("video", direction="sendonly")
+        await vehicle.setLocalDescription(await vehicle.createOffer())
+        build = asyncio.create_task(client._build_answer("s1", vehicle.localDescription.sdp))
+        for _ in range(1000):  # until the new peer connection exists (event-loop turns)
+            if client.pc is not None:
+                break
+            await asyncio.sleep(0)
+        assert client.pc is not None
+        assert not build.done()  # still building: this is when the watchdog may look
+        assert client._session_dead() is None
+        with pytest.raises(LinkError):  # no hub here: the answer cannot go out
+            await build
     finally:
         await client._close_pc()
         await vehicle.close()

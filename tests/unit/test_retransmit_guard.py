@@ -14,8 +14,10 @@ from teledrive.vehicle.camera import Camera, SyntheticSource
 from teledrive.vehicle.retransmit_guard import (
     BURST_S,
     MAX_AGE_MS,
+    AiortcSenderError,
     RetransmitBudget,
     install_retransmit_guard,
+    picture_age_ms,
 )
 from teledrive.vehicle.video_track import CameraVideoTrack, add_camera_track
 
@@ -45,6 +47,14 @@ def test_a_picture_older_than_the_limit_is_not_retransmitted() -> None:
     assert ask(budget, 0.0, 1, age_ms=MAX_AGE_MS)
     assert not ask(budget, 0.0, 2, age_ms=MAX_AGE_MS + 1.0)
     assert budget.stats.too_old == 1
+
+
+def test_picture_age_from_rtp_timestamps_across_the_wrap() -> None:
+    assert picture_age_ms(90_000, 0) == 1000.0
+    assert picture_age_ms(45_000, (1 << 32) - 45_000) == 1000.0  # the timestamp wrapped
+    assert picture_age_ms(1000, 1000) == 0.0
+    assert picture_age_ms(0, 9_000) == 0.0  # ahead of the newest: not behind
+    assert picture_age_ms(90_091, 0) > MAX_AGE_MS  # just over the limit
 
 
 def test_a_burst_is_bounded_by_the_bitrate_and_refills_at_it() -> None:
@@ -78,6 +88,17 @@ class CountingBudget(RetransmitBudget):
         if self.stats.sent + self.stats.repeated >= self.wanted > 0:
             self.decided.set()
         return allowed
+
+
+def test_an_aiortc_sender_without_the_internals_fails_loudly() -> None:
+    # Without the newest timestamp the age limit would silently never apply.
+    with pytest.raises(AiortcSenderError, match="update"):
+        install_retransmit_guard(
+            object(),  # type: ignore[arg-type]
+            clock_ms=lambda: 0.0,
+            rate_bps=lambda: None,
+            rtt_ms=lambda: None,
+        )
 
 
 def test_limits_must_be_positive() -> None:

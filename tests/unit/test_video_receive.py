@@ -28,6 +28,8 @@ from aiortc.rtp import RTCP_RTPFB_NACK, RtcpPacket, RtcpRtpfbPacket, RtpPacket
 
 from teledrive.operator.rtp_payload import h264_starts_frame, vp8_is_keyframe, vp8_starts_frame
 from teledrive.operator.video_receive import (
+    DEFAULT_FEEDBACK_COPIES,
+    DEFAULT_FEEDBACK_SPACING_MS,
     DEFAULT_FREEZE_BUDGET_MS,
     DEFAULT_KEYFRAME_ALLOWANCE_MS,
     DEFAULT_MAX_WAIT_MS,
@@ -870,6 +872,16 @@ def test_default_wait_is_bounded_for_teleop() -> None:
     timer = RetransmitTimer()
     timer.observe(10_000.0)
     assert timer.wait_ms == DEFAULT_MAX_WAIT_MS
+
+
+def test_the_buffer_waits_at_most_the_bound_plus_the_spread_of_its_copies() -> None:
+    # With copies the buffer also waits for the retransmission its last NACK copy asks for,
+    # sent (copies - 1) x spacing after the first: 410 ms by default, on any round trip.
+    buffer = FastJitterBuffer()
+    buffer.observe_rtt_ms(10_000.0)
+    assert buffer.repeats_feedback
+    spread_ms = (DEFAULT_FEEDBACK_COPIES - 1) * DEFAULT_FEEDBACK_SPACING_MS
+    assert buffer.wait_ms == DEFAULT_MAX_WAIT_MS + spread_ms
 
 
 # -- repeated feedback on long round trips -------------------------------------------------
