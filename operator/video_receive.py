@@ -420,6 +420,13 @@ class FastJitterBuffer:
         if since_ms is None:
             return
         self.timer.observe(self._now_ms - since_ms)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "video: packet %d came %.0f ms after it was missed%s",
+                ext % _SEQ_MODULO,
+                self._now_ms - since_ms,
+                " (too late)" if late else "",
+            )
         if late:
             self.stats.packets_recovered_late += 1
         else:
@@ -460,6 +467,10 @@ class FastJitterBuffer:
 
     def _note_missing(self, first: int, end: int) -> None:
         """Sequence numbers ``first`` to ``end - 1`` are missing as of now (aiortc NACKs them)."""
+        if end > first and logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "video: packets %d-%d missing", first % _SEQ_MODULO, (end - 1) % _SEQ_MODULO
+            )
         for missing in range(first, end):
             self._missing_since[missing] = self._now_ms
             self._nacked[missing] = (self._now_ms, 1)
@@ -575,6 +586,7 @@ class FastJitterBuffer:
                 continue
             self._drop_below(ext)
             self._awaiting_keyframe = False
+            logger.debug("video: jumped ahead to the keyframe at packet %d", ext % _SEQ_MODULO)
             return self._emit(self._take(ext, end))
         return None
 
@@ -618,6 +630,9 @@ class FastJitterBuffer:
                         self.stats.keyframe_requests_early += 1
                 return False
             self.stats.waits_expired += 1
+            logger.debug("video: gave up a frame after waiting %.0f ms", blocked_ms)
+        else:
+            logger.debug("video: gave up a frame: buffer full")
         last = max(e for e, p in self._packets.items() if p.timestamp == timestamp)
         # The packet after this frame starts the next one only if this frame's end was seen.
         ends_frame = bool(self._packets[last].marker)
@@ -676,6 +691,7 @@ class FastJitterBuffer:
         self._last_request_ms = self._now_ms
         self._keyframe_requested = True
         self.stats.keyframe_requests += 1
+        logger.debug("video: keyframe requested")
         self._request_copies = 1
         self._request_copy_ms = self._now_ms
         return True

@@ -21,6 +21,7 @@ import sys
 from collections.abc import Sequence
 
 from teledrive.shared.errors import TeledriveError
+from teledrive.shared.log_levels import apply_log_levels
 
 
 def _add_hub(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -164,6 +165,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=max(level, logging.DEBUG),
         format=f"%(asctime)s {args.command}[{os.getpid()}] %(levelname)s %(name)s: %(message)s",
     )
+    try:
+        apply_log_levels()
+    except TeledriveError as err:
+        print(f"teledrive {args.command}: {err}", file=sys.stderr)
+        return 2
     commands = {"hub": _hub, "vehicle": _vehicle, "operator": _operator, "demo": _demo}
     try:
         return asyncio.run(commands[args.command](args))

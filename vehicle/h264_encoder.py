@@ -14,6 +14,7 @@ ultrafast 1.6 ms per frame at the same bitrate.
 from __future__ import annotations
 
 import fractions
+import logging
 from dataclasses import dataclass
 
 import av
@@ -34,6 +35,8 @@ _PRESETS = (
 )
 # Re-open the encoder only for a real change: every re-open starts with a keyframe.
 BITRATE_HYSTERESIS = 0.2
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +98,7 @@ class H264StreamEncoder:
     def __init__(self, settings: H264Settings, *, where: str = "h264 encoder") -> None:
         settings.validate(where)
         self.settings = settings
+        self._where = where
         self._codec: av.VideoCodecContext | None = None
         self._bitrate_bps = self._clamp(settings.start_bitrate_bps)
         self.reopened = 0
@@ -136,6 +140,14 @@ class H264StreamEncoder:
         codec.options = {"preset": s.preset, "tune": "zerolatency", "x264-params": params}
         codec.open()
         self.reopened += 1
+        logger.debug(
+            "%s: opened at %dx%d, %d bit/s (%d opens)",
+            self._where,
+            width,
+            height,
+            self._bitrate_bps,
+            self.reopened,
+        )
         return codec
 
     def encode(self, image: npt.NDArray[np.uint8], pts: int, *, keyframe: bool = False) -> bytes:

@@ -35,6 +35,7 @@ packet history and retransmission rate limiter do:
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,6 +64,8 @@ _BITS_PER_BYTE = 8
 _RTP_HEADER_BYTES = 12
 _HISTORY_ATTR = "_RTCRtpSender__rtp_history"
 _NEWEST_TIMESTAMP_ATTR = "_RTCRtpSender__rtp_timestamp"
+
+logger = logging.getLogger(__name__)
 
 
 class AiortcSenderError(TeledriveError, RuntimeError):
@@ -131,6 +134,8 @@ class RetransmitBudget:
         # seq -> (start of its round of retransmissions, copies sent in it, last copy's time)
         self._rounds: dict[int, tuple[float, int, float]] = {}
         self.stats = RetransmitStats()
+        self.last_decision = ""
+        """What the last :meth:`allow` decided: "sent", "repeated", "too old", "over budget"."""
 
     def allow(
         self,
@@ -166,13 +171,16 @@ class RetransmitBudget:
             started_ms, copies = now_ms, 0
         if copies >= self._copies or now_ms - last_ms < self._spacing_ms:
             self.stats.repeated += 1
+            self.last_decision = "repeated"
             return False
         if age_ms > self._max_age_ms:
             self.stats.too_old += 1
+            self.last_decision = "too old"
             return False
         bits = size_bytes * _BITS_PER_BYTE
         if bits > self._tokens_bits:
             self.stats.over_budget += 1
+            self.last_decision = "over budget"
             return False
         self._tokens_bits -= bits
         self._rounds.pop(seq, None)  # re-inserted last: the oldest entries come first
@@ -181,6 +189,7 @@ class RetransmitBudget:
             for old in list(self._rounds)[:RTP_HISTORY_SIZE]:
                 del self._rounds[old]
         self.stats.sent += 1
+        self.last_decision = "sent"
         return True
 
 
@@ -245,6 +254,8 @@ def install_retransmit_guard(
             rate_bps=rate_bps(),
             rtt_ms=rtt_ms(),
         )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("retransmission of %d: %s", sequence_number, guard.last_decision)
         if allowed:
             await original(sequence_number)
 

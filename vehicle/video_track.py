@@ -220,6 +220,9 @@ class CameraVideoTrack(MediaStreamTrack):
         if keyframe:
             setattr(self._sender, _SENDER_KEYFRAME_ATTR, False)
             keyframe = self.keyframe_holdoff.allow(captured.capture_time_s)
+            logger.debug(
+                "camera %s: keyframe request %s", self._id, "forced" if keyframe else "held off"
+            )
         loop = asyncio.get_running_loop()
         data = await loop.run_in_executor(
             self._executor,

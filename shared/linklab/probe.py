@@ -37,6 +37,7 @@ from typing import Any
 
 from teledrive.operator.client import OperatorClient
 from teledrive.shared import messages as m
+from teledrive.shared.log_levels import apply_log_levels
 
 SENT_WINDOW = 4096
 """Sent commands remembered for ``sent_t`` (80 s at 50 Hz)."""
@@ -154,6 +155,7 @@ def main() -> int:
         format="%(asctime)s operator %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    apply_log_levels()
     return asyncio.run(main_async(args))
 
 
