@@ -6,10 +6,13 @@ ten datagrams to cross, and one of them lost costs half a second to a second: th
 between a first picture within 2 s of the link's return and one after. While the handshakes
 run, :class:`HandshakeResender` re-sends what is still unanswered after ``resend_after_ms``
 (about a round trip and a half), up to ``copies`` times each: a STUN request until its
-response comes (same transaction id), a DTLS datagram until any DTLS datagram comes back from
-that address. The copies are exact: a receiver drops one it already has (STUN by transaction
-id, DTLS by record sequence number). Other datagrams (media) are never repeated, and once DTLS
-is connected the resender removes itself.
+response comes (same transaction id), a DTLS datagram until new DTLS comes back from that
+address. The copies are exact: a receiver drops one it already has (STUN by transaction id,
+DTLS by record sequence number). A DTLS flight the peer sends again (its own copy, or OpenSSL's
+retransmission) is not an answer but the sign that ours was lost: what is pending for that
+address goes out again at once. (OpenSSL answers a repeated flight only when its own 1 s timer
+runs out; taking the repeat for an answer cost a bad-cell reconnect that second.) Other
+datagrams (media) are never repeated, and once DTLS is connected the resender removes itself.
 
 :class:`ResendPlan` is the decision (datagrams and a clock in, datagrams to re-send out);
 :func:`install_handshake_resender` puts it between a peer connection and its UDP sockets. That
@@ -60,6 +63,41 @@ _STUN_HEADER_BYTES = 20
 _STUN_COOKIE = b"\x21\x12\xa4\x42"
 
 
+_DTLS_RECORD_HEADER_BYTES = 13
+_DTLS_HANDSHAKE = 22
+_DTLS_HANDSHAKE_HEADER_BYTES = 12
+MAX_SEEN_RECORDS = 64
+"""DTLS records remembered per address, to tell a repeated flight from a new one."""
+
+
+def dtls_records(data: bytes) -> list[tuple[object, ...]]:
+    """What each DTLS record of a datagram carries, the same in every copy of it.
+
+    A plaintext handshake record (epoch 0) by message type, sequence and fragment offset (a
+    retransmission has a new record sequence number but the same messages); any other record
+    by its type, epoch and body. A truncated record ends the list.
+    """
+    records: list[tuple[object, ...]] = []
+    pos = 0
+    while pos + _DTLS_RECORD_HEADER_BYTES <= len(data):
+        content_type = data[pos]
+        epoch = data[pos + 3 : pos + 5]
+        length = int.from_bytes(data[pos + 11 : pos + 13], "big")
+        body = data[pos + 13 : pos + 13 + length]
+        if len(body) < length:
+            break
+        if (
+            content_type == _DTLS_HANDSHAKE
+            and epoch == b"\x00\x00"
+            and len(body) >= _DTLS_HANDSHAKE_HEADER_BYTES
+        ):
+            records.append((content_type, body[0], body[4:6], body[6:9]))
+        else:
+            records.append((content_type, epoch, body))
+        pos += _DTLS_RECORD_HEADER_BYTES + length
+    return records
+
+
 def _key(addr: Address, data: bytes, *, sent: bool) -> tuple[str, object] | None:
     """What a datagram waits for (sent) or answers (received), by its first byte (RFC 7983).
 
@@ -98,6 +136,8 @@ class ResendStats:
     received: int = 0
     """Answers that settled some of them."""
     resent: int = 0
+    repeats_received: int = 0
+    """DTLS flights the peer sent again (each re-sends what waits for it at once)."""
 
 
 @dataclass
@@ -117,6 +157,7 @@ class ResendPlan:
     copies: int = DEFAULT_COPIES
     stats: ResendStats = field(default_factory=ResendStats)
     _pending: dict[tuple[str, object], list[tuple[Address, _Pending]]] = field(default_factory=dict)
+    _seen: dict[Address, dict[tuple[object, ...], None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.resend_after_ms > 0.0 or self.copies < 0:
@@ -137,11 +178,44 @@ class ResendPlan:
         pending.append((addr, _Pending(data, now_ms)))
         del pending[:-MAX_PENDING]
 
-    def on_received(self, addr: Address, data: bytes) -> None:
-        """A datagram came from ``addr``: it may answer some of what was sent."""
+    def on_received(self, addr: Address, data: bytes, now_ms: float) -> list[tuple[Address, bytes]]:
+        """A datagram came from ``addr``: it may answer some of what was sent.
+
+        Returns:
+            What to send again now: the DTLS pending for ``addr`` when the datagram repeats a
+            DTLS flight the peer sent before (ours did not get there). Counted as re-sent.
+        """
         key = _key(addr, data, sent=False)
-        if key is not None and self._pending.pop(key, None) is not None:
+        if key is None:
+            return []
+        if key[0] == "dtls" and self._repeats(addr, data):
+            self.stats.repeats_received += 1
+            return self._resend_now(key, now_ms)
+        if self._pending.pop(key, None) is not None:
             self.stats.received += 1
+        return []
+
+    def _repeats(self, addr: Address, data: bytes) -> bool:
+        """Whether every record of a DTLS datagram came from ``addr`` before (remembers them)."""
+        records = dtls_records(data)
+        seen = self._seen.setdefault(addr, {})
+        repeat = bool(records) and all(record in seen for record in records)
+        for record in records:
+            seen.pop(record, None)
+            seen[record] = None
+        for old in list(seen)[: max(0, len(seen) - MAX_SEEN_RECORDS)]:
+            del seen[old]
+        return repeat
+
+    def _resend_now(self, key: tuple[str, object], now_ms: float) -> list[tuple[Address, bytes]]:
+        out = []
+        for addr, item in self._pending.get(key, []):
+            if item.resends < self.copies:
+                item.resends += 1
+                item.sent_ms = now_ms
+                out.append((addr, item.data))
+        self.stats.resent += len(out)
+        return out
 
     def due(self, now_ms: float) -> list[tuple[Address, bytes]]:
         """The datagrams to send again now (each counted as re-sent)."""
@@ -204,8 +278,10 @@ class HandshakeResender:
             received = protocol.datagram_received
 
             def on_datagram(data: Any, addr: Any, received: Any = received) -> None:
-                self.plan.on_received((addr[0], addr[1]), bytes(data))
+                again = self.plan.on_received((addr[0], addr[1]), bytes(data), self._now_ms())
                 received(data, addr)
+                if again:
+                    self._send_all(again)
 
             protocol.datagram_received = on_datagram
         dtls.on("statechange", self._on_dtls_state)
@@ -237,7 +313,10 @@ class HandshakeResender:
 
     def _resend(self) -> None:
         self._timer = None
-        for addr, data in self.plan.due(self._now_ms()):
+        self._send_all(self.plan.due(self._now_ms()))
+
+    def _send_all(self, datagrams: list[tuple[Address, bytes]]) -> None:
+        for addr, data in datagrams:
             inner = self._send.get(addr)
             if inner is not None and not inner.is_closing():
                 inner.sendto(data, addr)

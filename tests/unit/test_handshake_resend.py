@@ -16,6 +16,7 @@ from teledrive.shared.handshake_resend import (
     MIN_RESEND_AFTER_MS,
     HandshakeResender,
     ResendPlan,
+    dtls_records,
     install_handshake_resender,
     resend_after_ms,
 )
@@ -46,8 +47,8 @@ def test_a_stun_request_is_sent_again_until_its_response_comes() -> None:
     assert plan.next_due_ms() == 100.0
     assert plan.due(100.0) == [(PEER, request)]
     # An indication, or a response to another request, answers nothing.
-    plan.on_received(PEER, stun(BINDING_INDICATION, b"A" * 12))
-    plan.on_received(PEER, stun(BINDING_SUCCESS, b"B" * 12))
+    plan.on_received(PEER, stun(BINDING_INDICATION, b"A" * 12), 0.0)
+    plan.on_received(PEER, stun(BINDING_SUCCESS, b"B" * 12), 0.0)
     assert plan.due(200.0) == [(PEER, request)]
     assert plan.due(400.0) == []  # two copies at most
     assert plan.next_due_ms() is None
@@ -55,7 +56,7 @@ def test_a_stun_request_is_sent_again_until_its_response_comes() -> None:
 
     answered = ResendPlan(resend_after_ms=100.0)
     answered.on_sent(PEER, request, 0.0)
-    answered.on_received(OTHER, stun(BINDING_SUCCESS, b"A" * 12))  # matched by transaction id
+    answered.on_received(OTHER, stun(BINDING_SUCCESS, b"A" * 12), 0.0)  # matched by transaction id
     assert answered.due(1000.0) == []
     assert answered.stats.received == 1
 
@@ -65,12 +66,59 @@ def test_dtls_is_sent_again_until_dtls_comes_back_from_that_address() -> None:
     second = b"\x16\xfe\xfd" + bytes(range(10))
     plan.on_sent(PEER, DTLS_HANDSHAKE, 0.0)
     plan.on_sent(PEER, second, 10.0)  # a flight of two datagrams
-    plan.on_received(PEER, stun(BINDING_SUCCESS, b"C" * 12))  # ICE traffic is no answer
-    plan.on_received(OTHER, DTLS_HANDSHAKE)  # nor DTLS from elsewhere
+    plan.on_received(PEER, stun(BINDING_SUCCESS, b"C" * 12), 0.0)  # ICE traffic is no answer
+    plan.on_received(OTHER, DTLS_HANDSHAKE, 0.0)  # nor DTLS from elsewhere
     assert plan.due(110.0) == [(PEER, DTLS_HANDSHAKE), (PEER, second)]
     plan.on_sent(PEER, DTLS_HANDSHAKE, 120.0)
-    plan.on_received(PEER, DTLS_HANDSHAKE)  # the peer's next flight: all of it got there
+    plan.on_received(PEER, DTLS_HANDSHAKE, 120.0)  # the peer's next flight: all of it got there
     assert plan.next_due_ms() is None
+
+
+def dtls_handshake(record_seq: int, message_seq: int, msg_type: int = 1) -> bytes:
+    """One plaintext DTLS 1.2 handshake record (epoch 0) with an empty message."""
+    header = bytes([msg_type]) + bytes(3) + message_seq.to_bytes(2, "big") + bytes(6)
+    return (
+        b"\x16\xfe\xfd\x00\x00"
+        + record_seq.to_bytes(6, "big")
+        + len(header).to_bytes(2, "big")
+        + header
+    )
+
+
+def test_a_flight_the_peer_repeats_sends_ours_again_at_once() -> None:
+    # Under bad-cell the vehicle's ServerHello flight fell in a fade; the operator's copy of
+    # its ClientHello counted as the answer, and the flight waited for OpenSSL's 1 s timer.
+    plan = ResendPlan(resend_after_ms=300.0, copies=2)
+    client_hello = dtls_handshake(record_seq=0, message_seq=0)
+    server_flight = dtls_handshake(record_seq=0, message_seq=0, msg_type=2)
+    assert plan.on_received(PEER, client_hello, 0.0) == []  # new: it answers (nothing yet)
+    plan.on_sent(PEER, server_flight, 5.0)
+    # The client's own copy (same bytes), then OpenSSL's retransmission (a new record number,
+    # the same message): neither answers, each sends the flight again now.
+    assert plan.on_received(PEER, client_hello, 60.0) == [(PEER, server_flight)]
+    assert plan.on_received(PEER, dtls_handshake(record_seq=1, message_seq=0), 120.0) == [
+        (PEER, server_flight)
+    ]
+    assert plan.on_received(PEER, client_hello, 130.0) == []  # two copies at most
+    assert plan.stats.repeats_received == 3
+    assert plan.stats.resent == 2
+    assert plan.next_due_ms() is None
+    # The client's next flight (a new message) is the answer.
+    again = ResendPlan(resend_after_ms=300.0)
+    again.on_received(PEER, client_hello, 0.0)
+    again.on_sent(PEER, server_flight, 5.0)
+    assert again.on_received(PEER, dtls_handshake(record_seq=1, message_seq=1), 200.0) == []
+    assert again.stats.received == 1
+    assert again.due(1000.0) == []
+
+
+def test_dtls_records_are_named_by_what_they_carry() -> None:
+    first = dtls_handshake(record_seq=0, message_seq=3)
+    assert dtls_records(first) == dtls_records(dtls_handshake(record_seq=9, message_seq=3))
+    assert dtls_records(first + first) == dtls_records(first) * 2
+    assert dtls_records(first[:-1]) == []  # truncated
+    encrypted = b"\x17\xfe\xfd\x00\x01" + bytes(6) + b"\x00\x02" + b"ab"
+    assert dtls_records(encrypted) == [(23, b"\x00\x01", b"ab")]
 
 
 def test_media_and_our_own_answers_are_never_repeated() -> None:
@@ -106,8 +154,14 @@ def first_dtls_to_the_vehicle() -> tuple[StallableLink, list[int]]:
     return StallableLink(drop), lost
 
 
-async def connect_over(link: StallableLink, *, resend: bool) -> tuple[float, list[object]]:
-    """Vehicle offers, operator answers, over ``link``; seconds until both DTLS connected."""
+async def connect_over(
+    link: StallableLink, *, resend: bool, vehicle_rtt_ms: float = 1.0
+) -> tuple[float, list[object]]:
+    """Vehicle offers, operator answers, over ``link``; seconds until both DTLS connected.
+
+    With ``resend`` both get a resender; the operator's waits 60 ms, the vehicle's follows
+    ``vehicle_rtt_ms``.
+    """
     vehicle = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     operator = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     resenders: list[object] = []
@@ -126,7 +180,7 @@ async def connect_over(link: StallableLink, *, resend: bool) -> tuple[float, lis
         start_s = time.monotonic()
         await vehicle.setLocalDescription(await vehicle.createOffer())
         if resend:
-            resenders.append(install_handshake_resender(vehicle, rtt_ms=1.0))
+            resenders.append(install_handshake_resender(vehicle, rtt_ms=vehicle_rtt_ms))
         offer = link.route("vehicle", vehicle.localDescription.sdp)
         await operator.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         await operator.setLocalDescription(await operator.createAnswer())
@@ -156,6 +210,35 @@ async def test_a_lost_client_hello_is_sent_again_long_before_dtls_would() -> Non
     operator_side = resenders[1]
     assert isinstance(operator_side, HandshakeResender)
     assert operator_side.plan.stats.resent >= 1
+
+
+def first_dtls_to_the_operator() -> tuple[StallableLink, list[int]]:
+    """A link that loses the vehicle's first DTLS datagram (its ServerHello flight)."""
+    lost: list[int] = []
+
+    def drop(to_peer: str, data: bytes) -> bool:
+        if to_peer == "operator" and 20 <= data[0] <= 63 and not lost:
+            lost.append(len(data))
+            return True
+        return False
+
+    return StallableLink(drop), lost
+
+
+async def test_a_lost_server_flight_is_sent_again_when_the_client_repeats_its_own() -> None:
+    # The client's copy of its ClientHello comes long before the server's own re-send is due
+    # (as when the server's ICE finished late on a long round trip: here its wait is 1.5 s).
+    baseline_link, baseline_lost = first_dtls_to_the_operator()
+    baseline_s, _ = await connect_over(baseline_link, resend=False)
+    link, lost = first_dtls_to_the_operator()
+    took_s, resenders = await connect_over(link, resend=True, vehicle_rtt_ms=1000.0)
+    assert baseline_lost, "the link lost no DTLS datagram"
+    assert lost, "the link lost no DTLS datagram"
+    assert baseline_s >= 1.0  # OpenSSL's first retransmission
+    assert took_s < 0.7, took_s
+    vehicle_side = resenders[0]
+    assert isinstance(vehicle_side, HandshakeResender)
+    assert vehicle_side.plan.stats.resent >= 1
 
 
 async def test_the_resender_removes_itself_once_dtls_is_connected() -> None:
