@@ -38,7 +38,7 @@ import logging
 import secrets
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Final, Literal
 
@@ -77,6 +77,7 @@ from teledrive.shared.messages import (
     message_type,
 )
 from teledrive.shared.signaling import CLOSE_REFUSED, CLOSE_REPLACED
+from teledrive.shared.tail_probe import TAIL_PROBE_DELAYS_MS, TailProber, TailProbes
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +137,9 @@ def _address(ws: ServerConnection) -> str:
 class _Link:
     """A registered connection: its peer record and an outgoing queue with a writer task."""
 
-    def __init__(self, ws: ServerConnection, peer: PeerRecord) -> None:
+    def __init__(
+        self, ws: ServerConnection, peer: PeerRecord, tail_probes_ms: Sequence[float]
+    ) -> None:
         self.ws = ws
         self.peer = peer
         self.label = f"{peer.role} {peer.id!r}"
@@ -144,6 +147,7 @@ class _Link:
         """A vehicle's offer made ahead of the next session, and when it came (hub clock)."""
         self._outbox: asyncio.Queue[str | tuple[int, str]] = asyncio.Queue(OUTBOX_MAX_MESSAGES)
         self._closing = False
+        self._probes = TailProber(ws.ping, tail_probes_ms)
         self._writer = asyncio.create_task(self._write(), name=f"hub-writer {self.label}")
 
     @property
@@ -161,6 +165,7 @@ class _Link:
 
     async def stop(self) -> None:
         """Stops the writer (the connection is gone)."""
+        self._probes.stop()
         self._writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._writer
@@ -183,6 +188,7 @@ class _Link:
                     await self.ws.close(*item)
                     return
                 await self.ws.send(item)
+                self._probes.sent()
         except ConnectionClosed:
             return
 
@@ -195,6 +201,8 @@ class Hub:
         heartbeat_s: websocket ping interval, in (0, 1] s; a peer is dropped after
             :data:`MISSED_PONGS` intervals without a pong.
         register_timeout_s: how long a new connection may take to send ``Register``.
+        tail_probes_ms: pings after the last message of a burst to a peer, in ms after it
+            (see :mod:`~teledrive.shared.tail_probe`); empty for none.
         clock: monotonic seconds (the age of offers made ahead).
 
     Use it as an async context manager that stops it on exit::
@@ -210,6 +218,7 @@ class Hub:
         presence: PresenceStore | None = None,
         heartbeat_s: float = 1.0,
         register_timeout_s: float = 5.0,
+        tail_probes_ms: Sequence[float] = TAIL_PROBE_DELAYS_MS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 0.0 < heartbeat_s <= 1.0:
@@ -219,6 +228,8 @@ class Hub:
         self._presence: PresenceStore = presence if presence is not None else MemoryPresence()
         self._heartbeat_s = heartbeat_s
         self._register_timeout_s = register_timeout_s
+        TailProbes(tail_probes_ms)  # checks the delays
+        self._tail_probes_ms = tuple(tail_probes_ms)
         self._clock = clock
         self._links: dict[tuple[Role, str], _Link] = {}
         self._counters = _Counters()
@@ -415,7 +426,7 @@ class Hub:
             if session is not None:
                 self._end_session(session, f"{old.label} reconnected")
             old.close(CLOSE_REPLACED, "replaced by a newer connection")
-        link = _Link(ws, peer)
+        link = _Link(ws, peer, self._tail_probes_ms)
         if register.offer is not None and peer.role == "vehicle":
             link.offer_ahead = (register.offer, self._clock())
         self._links[link.key] = link

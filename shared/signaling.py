@@ -23,7 +23,7 @@ import inspect
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
@@ -43,6 +43,7 @@ from teledrive.shared.messages import (
     encode_text,
     message_type,
 )
+from teledrive.shared.tail_probe import TAIL_PROBE_DELAYS_MS, TailProber, TailProbes
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +180,8 @@ class SignalingClient:
         register_timeout_s: how long to wait for ``Registered`` after connecting.
         ping_interval_s: client-side websocket pings, to notice a dead hub.
         ping_timeout_s: a hub that does not answer a ping within this is dropped.
+        tail_probes_ms: pings after the last message of a burst, in ms after it (see
+            :mod:`~teledrive.shared.tail_probe`); empty for none.
         connect: opens the websocket, called as ``connect(url, **options)`` like
             :func:`websockets.asyncio.client.connect`.
         rng: random source of the backoff jitter.
@@ -201,6 +204,7 @@ class SignalingClient:
         register_timeout_s: float = 5.0,
         ping_interval_s: float = 1.0,
         ping_timeout_s: float = 3.0,
+        tail_probes_ms: Sequence[float] = TAIL_PROBE_DELAYS_MS,
         connect: Connector = connect,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -218,6 +222,9 @@ class SignalingClient:
         self._register_timeout_s = register_timeout_s
         self._ping_interval_s = ping_interval_s
         self._ping_timeout_s = ping_timeout_s
+        TailProbes(tail_probes_ms)  # checks the delays now, not at the first connection
+        self._tail_probes_ms = tuple(tail_probes_ms)
+        self._probes: TailProber | None = None
         self._connect = connect
         self._clock = clock
         self._registered_at_s = 0.0
@@ -277,10 +284,13 @@ class SignalingClient:
             raise LinkError(
                 f"signaling {self._url}: not connected, cannot send {message_type(message)}"
             )
+        probes = self._probes
         try:
             await ws.send(encode_text(message))
         except ConnectionClosed as err:
             raise LinkError(f"signaling {self._url}: connection lost while sending: {err}") from err
+        if probes is not None:
+            probes.sent()
         self._stats.messages_sent += 1
 
     async def close(self) -> None:
@@ -365,15 +375,18 @@ class SignalingClient:
             logger.info("signaling %s: cannot connect: %s", self._url, err)
             return self._backoff.next_delay_s()
         self._ws = ws
+        self._probes = TailProber(ws.ping, self._tail_probes_ms)
         reason = "closed"
         try:
-            await self._serve(ws)
+            await self._serve(ws, self._probes)
         except ConnectionClosed as err:
             reason = f"connection lost: {err}"
         except LinkError as err:
             reason = str(err)
         finally:
             self._ws = None
+            self._probes.stop()
+            self._probes = None
             was_registered = self._registered.is_set()
             lasted_s = self._clock() - self._registered_at_s
             self._registered.clear()
@@ -445,9 +458,10 @@ class SignalingClient:
             raise _Closing
         return ws
 
-    async def _serve(self, ws: ClientConnection) -> None:
+    async def _serve(self, ws: ClientConnection, probes: TailProber) -> None:
         register = self._register if isinstance(self._register, Register) else self._register()
         await ws.send(encode_text(register))
+        probes.sent()
         registered = await self._await_registered(ws)
         self._registered_at_s = self._clock()
         self._registered_message = registered
