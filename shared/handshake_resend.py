@@ -4,15 +4,19 @@ aioice retransmits a lost connectivity check after 500 ms and OpenSSL a lost DTL
 1 s. Over a long, lossy link (a 250 ms round trip, a few per cent loss) a reconnect needs about
 ten datagrams to cross, and one of them lost costs half a second to a second: the difference
 between a first picture within 2 s of the link's return and one after. While the handshakes
-run, :class:`HandshakeResender` re-sends what is still unanswered after ``resend_after_ms``
-(about a round trip and a half), up to ``copies`` times each: a STUN request until its
+run, :class:`HandshakeResender` re-sends what is still unanswered: once after
+:data:`EARLY_COPY_MS` (past a typical fade), then after ``resend_after_ms`` (about a round trip
+and a half), up to ``copies`` times in all: a STUN request until its
 response comes (same transaction id), a DTLS datagram until new DTLS comes back from that
 address. The copies are exact: a receiver drops one it already has (STUN by transaction id,
 DTLS by record sequence number). A DTLS flight the peer sends again (its own copy, or OpenSSL's
 retransmission) is not an answer but the sign that ours was lost: what is pending for that
 address goes out again at once. (OpenSSL answers a repeated flight only when its own 1 s timer
 runs out; taking the repeat for an answer cost a bad-cell reconnect that second.) Other
-datagrams (media) are never repeated, and once DTLS is connected the resender removes itself.
+datagrams (media) are never repeated. Once DTLS is connected the resender removes itself, as
+soon as no DTLS flight of its own waits for an answer: the side that completes first (the DTLS
+server) sent a final flight that only the peer's next DTLS (application data) answers, and if
+that flight is lost the peer stays in its handshake.
 
 :class:`ResendPlan` is the decision (datagrams and a clock in, datagrams to re-send out);
 :func:`install_handshake_resender` puts it between a peer connection and its UDP sockets. That
@@ -40,8 +44,13 @@ DEFAULT_RESEND_AFTER_MS = 300.0
 """Wait before a re-send when the round trip is not known (a bad cell's is about 250 ms)."""
 MIN_RESEND_AFTER_MS = 60.0
 """Least wait: a peer needs a moment to answer (a DTLS flight is signed)."""
-DEFAULT_COPIES = 2
-"""Re-sends of one datagram at most."""
+DEFAULT_COPIES = 3
+"""Re-sends of one datagram at most (the early copy and two after round trips)."""
+EARLY_COPY_MS = 100.0
+"""The first re-send goes this soon, whatever the round trip: a fade (50 ms on average under
+``bad-cell``) that took the datagram is mostly over by then (it outlasts 100 ms one time in
+seven), so a lost datagram costs 100 ms instead of a round trip and a half (~370 ms there). On
+a short round trip the answer usually comes first and cancels it."""
 MAX_PENDING = 16
 """Unanswered datagrams remembered per address (a DTLS flight is a few)."""
 GIVE_UP_S = 15.0
@@ -148,6 +157,8 @@ class ResendPlan:
         resend_after_ms: how long an address may stay silent after a datagram before it is
             sent again (> 0).
         copies: re-sends of one datagram at most (>= 0).
+        early_copy_ms: the first re-send's wait if shorter than ``resend_after_ms`` (> 0), or
+            None to wait ``resend_after_ms`` for every re-send.
 
     Raises:
         ConfigError: a value out of range.
@@ -155,6 +166,7 @@ class ResendPlan:
 
     resend_after_ms: float = DEFAULT_RESEND_AFTER_MS
     copies: int = DEFAULT_COPIES
+    early_copy_ms: float | None = EARLY_COPY_MS
     stats: ResendStats = field(default_factory=ResendStats)
     _pending: dict[tuple[str, object], list[tuple[Address, _Pending]]] = field(default_factory=dict)
     _seen: dict[Address, dict[tuple[object, ...], None]] = field(default_factory=dict)
@@ -165,6 +177,15 @@ class ResendPlan:
                 "handshake resender: need resend_after_ms > 0 and copies >= 0, got "
                 f"{self.resend_after_ms} and {self.copies}"
             )
+        if self.early_copy_ms is not None and not self.early_copy_ms > 0.0:
+            raise ConfigError(
+                f"handshake resender: early_copy_ms must be > 0 or None, got {self.early_copy_ms}"
+            )
+
+    def _wait_ms(self, item: _Pending) -> float:
+        if item.resends == 0 and self.early_copy_ms is not None:
+            return min(self.early_copy_ms, self.resend_after_ms)
+        return self.resend_after_ms
 
     def on_sent(self, addr: Address, data: bytes, now_ms: float) -> None:
         """A datagram went to ``addr``."""
@@ -222,17 +243,26 @@ class ResendPlan:
         out = []
         for pending in self._pending.values():
             for addr, item in pending:
-                if item.resends < self.copies and now_ms - item.sent_ms >= self.resend_after_ms:
+                if item.resends < self.copies and now_ms - item.sent_ms >= self._wait_ms(item):
                     item.resends += 1
                     item.sent_ms = now_ms
                     out.append((addr, item.data))
         self.stats.resent += len(out)
         return out
 
+    def dtls_waiting(self) -> bool:
+        """Whether a DTLS datagram still waits for an answer and may be re-sent."""
+        return any(
+            item.resends < self.copies
+            for key, pending in self._pending.items()
+            if key[0] == "dtls"
+            for _addr, item in pending
+        )
+
     def next_due_ms(self) -> float | None:
         """When :meth:`due` next has something, or None."""
         times = [
-            item.sent_ms + self.resend_after_ms
+            item.sent_ms + self._wait_ms(item)
             for pending in self._pending.values()
             for _addr, item in pending
             if item.resends < self.copies
@@ -272,6 +302,7 @@ class HandshakeResender:
         self._timer: asyncio.TimerHandle | None = None
         self._send: dict[Address, Any] = {}
         self._removed = False
+        self._connected = False
         for protocol in protocols:
             inner = protocol.transport
             protocol.transport = _ResendingTransport(inner, functools.partial(self._sent, inner))
@@ -282,6 +313,8 @@ class HandshakeResender:
                 received(data, addr)
                 if again:
                     self._send_all(again)
+                if self._connected:
+                    self._remove_if_settled()
 
             protocol.datagram_received = on_datagram
         dtls.on("statechange", self._on_dtls_state)
@@ -289,7 +322,7 @@ class HandshakeResender:
 
     @property
     def removed(self) -> bool:
-        """Whether it stopped (DTLS connected, failed or closed, or it gave up)."""
+        """Whether it stopped (DTLS connected and answered, failed or closed, or it gave up)."""
         return self._removed
 
     def _now_ms(self) -> float:
@@ -314,6 +347,8 @@ class HandshakeResender:
     def _resend(self) -> None:
         self._timer = None
         self._send_all(self.plan.due(self._now_ms()))
+        if self._connected:
+            self._remove_if_settled()
 
     def _send_all(self, datagrams: list[tuple[Address, bytes]]) -> None:
         for addr, data in datagrams:
@@ -323,7 +358,15 @@ class HandshakeResender:
         self._schedule()
 
     def _on_dtls_state(self) -> None:
-        if self._dtls.state in ("connected", "failed", "closed"):
+        state = self._dtls.state
+        if state == "connected":
+            self._connected = True
+            self._remove_if_settled()
+        elif state in ("failed", "closed"):
+            self.remove()
+
+    def _remove_if_settled(self) -> None:
+        if not self._removed and not self.plan.dtls_waiting():
             self.remove()
 
     def remove(self) -> None:
@@ -350,6 +393,7 @@ def install_handshake_resender(
     *,
     rtt_ms: float | None = None,
     copies: int = DEFAULT_COPIES,
+    early_copy_ms: float | None = EARLY_COPY_MS,
     give_up_s: float = GIVE_UP_S,
 ) -> HandshakeResender | None:
     """Re-sends a peer connection's unanswered handshake datagrams until DTLS connects.
@@ -361,6 +405,8 @@ def install_handshake_resender(
         pc: an ``aiortc.RTCPeerConnection``.
         rtt_ms: the round trip to the peer if known (the wait before a re-send follows it).
         copies: re-sends of one datagram at most.
+        early_copy_ms: the first re-send's wait, if shorter than the round trip's (None:
+            none early).
         give_up_s: when DTLS has not connected by then, stop and put the sockets back.
 
     Returns:
@@ -386,5 +432,7 @@ def install_handshake_resender(
             "aiortc/aioice internals changed: RTCIceTransport._connection._protocols not found;"
             " install_handshake_resender must be updated"
         )
-    plan = ResendPlan(resend_after_ms=resend_after_ms(rtt_ms), copies=copies)
+    plan = ResendPlan(
+        resend_after_ms=resend_after_ms(rtt_ms), copies=copies, early_copy_ms=early_copy_ms
+    )
     return HandshakeResender(plan, list(protocols), dtls, give_up_s=give_up_s)

@@ -13,6 +13,7 @@ from udp_link import StallableLink
 from teledrive.shared.errors import ConfigError
 from teledrive.shared.handshake_resend import (
     DEFAULT_RESEND_AFTER_MS,
+    EARLY_COPY_MS,
     MIN_RESEND_AFTER_MS,
     HandshakeResender,
     ResendPlan,
@@ -155,12 +156,16 @@ def first_dtls_to_the_vehicle() -> tuple[StallableLink, list[int]]:
 
 
 async def connect_over(
-    link: StallableLink, *, resend: bool, vehicle_rtt_ms: float = 1.0
+    link: StallableLink,
+    *,
+    resend: bool,
+    vehicle_rtt_ms: float = 1.0,
+    vehicle_early_copy_ms: float | None = EARLY_COPY_MS,
 ) -> tuple[float, list[object]]:
     """Vehicle offers, operator answers, over ``link``; seconds until both DTLS connected.
 
     With ``resend`` both get a resender; the operator's waits 60 ms, the vehicle's follows
-    ``vehicle_rtt_ms``.
+    ``vehicle_rtt_ms`` and ``vehicle_early_copy_ms``.
     """
     vehicle = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     operator = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -180,7 +185,11 @@ async def connect_over(
         start_s = time.monotonic()
         await vehicle.setLocalDescription(await vehicle.createOffer())
         if resend:
-            resenders.append(install_handshake_resender(vehicle, rtt_ms=vehicle_rtt_ms))
+            resenders.append(
+                install_handshake_resender(
+                    vehicle, rtt_ms=vehicle_rtt_ms, early_copy_ms=vehicle_early_copy_ms
+                )
+            )
         offer = link.route("vehicle", vehicle.localDescription.sdp)
         await operator.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         await operator.setLocalDescription(await operator.createAnswer())
@@ -212,14 +221,22 @@ async def test_a_lost_client_hello_is_sent_again_long_before_dtls_would() -> Non
     assert operator_side.plan.stats.resent >= 1
 
 
-def first_dtls_to_the_operator() -> tuple[StallableLink, list[int]]:
-    """A link that loses the vehicle's first DTLS datagram (its ServerHello flight)."""
+def nth_dtls_to_the_operator(n: int = 1) -> tuple[StallableLink, list[int]]:
+    """A link that loses the vehicle's ``n``-th DTLS datagram to the operator.
+
+    The first is the server's ServerHello flight, the second its final flight (ChangeCipherSpec
+    and Finished), after which the vehicle's DTLS is connected.
+    """
     lost: list[int] = []
+    seen = 0
 
     def drop(to_peer: str, data: bytes) -> bool:
-        if to_peer == "operator" and 20 <= data[0] <= 63 and not lost:
-            lost.append(len(data))
-            return True
+        nonlocal seen
+        if to_peer == "operator" and 20 <= data[0] <= 63:
+            seen += 1
+            if seen == n:
+                lost.append(len(data))
+                return True
         return False
 
     return StallableLink(drop), lost
@@ -228,13 +245,31 @@ def first_dtls_to_the_operator() -> tuple[StallableLink, list[int]]:
 async def test_a_lost_server_flight_is_sent_again_when_the_client_repeats_its_own() -> None:
     # The client's copy of its ClientHello comes long before the server's own re-send is due
     # (as when the server's ICE finished late on a long round trip: here its wait is 1.5 s).
-    baseline_link, baseline_lost = first_dtls_to_the_operator()
+    baseline_link, baseline_lost = nth_dtls_to_the_operator(1)
     baseline_s, _ = await connect_over(baseline_link, resend=False)
-    link, lost = first_dtls_to_the_operator()
-    took_s, resenders = await connect_over(link, resend=True, vehicle_rtt_ms=1000.0)
+    link, lost = nth_dtls_to_the_operator(1)
+    took_s, resenders = await connect_over(
+        link, resend=True, vehicle_rtt_ms=1000.0, vehicle_early_copy_ms=None
+    )
     assert baseline_lost, "the link lost no DTLS datagram"
     assert lost, "the link lost no DTLS datagram"
     assert baseline_s >= 1.0  # OpenSSL's first retransmission
+    assert took_s < 0.7, took_s
+    vehicle_side = resenders[0]
+    assert isinstance(vehicle_side, HandshakeResender)
+    assert vehicle_side.plan.stats.resent >= 1
+
+
+async def test_a_lost_final_flight_is_sent_again_after_dtls_connected() -> None:
+    # The server is connected once it sends its final flight; if that is lost, the client
+    # stays in its handshake (a bad-cell reconnect lost one and waited 1.1 s for OpenSSL).
+    baseline_link, baseline_lost = nth_dtls_to_the_operator(2)
+    baseline_s, _ = await connect_over(baseline_link, resend=False)
+    link, lost = nth_dtls_to_the_operator(2)
+    took_s, resenders = await connect_over(link, resend=True)
+    assert baseline_lost, "the link lost no DTLS datagram"
+    assert lost, "the link lost no DTLS datagram"
+    assert baseline_s >= 1.0
     assert took_s < 0.7, took_s
     vehicle_side = resenders[0]
     assert isinstance(vehicle_side, HandshakeResender)
@@ -247,6 +282,28 @@ async def test_the_resender_removes_itself_once_dtls_is_connected() -> None:
     for resender in resenders:
         assert isinstance(resender, HandshakeResender)
         assert resender.removed
+
+
+def test_the_first_copy_goes_early_on_a_long_round_trip() -> None:
+    plan = ResendPlan(resend_after_ms=375.0, copies=3, early_copy_ms=100.0)
+    hello = dtls_handshake(record_seq=0, message_seq=0)
+    plan.on_sent(PEER, hello, 0.0)
+    assert plan.next_due_ms() == 100.0
+    assert plan.due(100.0) == [(PEER, hello)]  # past the fade that may have taken it
+    assert plan.next_due_ms() == 475.0  # then a round trip and a half each
+    assert plan.due(475.0) == [(PEER, hello)]
+    assert plan.due(850.0) == [(PEER, hello)]
+    assert plan.next_due_ms() is None
+    # On a short round trip the round trip's wait is the shorter one.
+    short = ResendPlan(resend_after_ms=60.0, early_copy_ms=100.0)
+    short.on_sent(PEER, hello, 0.0)
+    assert short.next_due_ms() == 60.0
+    # And without an early copy every wait is the round trip's.
+    late = ResendPlan(resend_after_ms=375.0, early_copy_ms=None)
+    late.on_sent(PEER, hello, 0.0)
+    assert late.next_due_ms() == 375.0
+    with pytest.raises(ConfigError, match="early_copy_ms"):
+        ResendPlan(early_copy_ms=0.0)
 
 
 def test_the_stacks_own_retransmission_is_not_pending_twice() -> None:
