@@ -46,6 +46,7 @@ CONNECT_RETRY_S = 2.0
 SESSION_DEAD_S = 1.5
 DRIVE_BACKLOG_BYTES = 512  # 3-4 encoded commands (~140 bytes each) in aiortc's send queue
 SESSION_SETUP_S = 8.0  # a handshake over a lossy link can take seconds; "failed" ends it at once
+VIDEO_RECEIVE_KEPT = 16  # jitter buffers whose counters are kept one by one (a few sessions)
 
 
 def _round(value: float | None) -> float | None:
@@ -70,8 +71,9 @@ class OperatorStats:
     controller acknowledged. ``command_latency_ms`` holds the vehicle's age of each newly
     applied command at application (operator send -> motor-controller write, from telemetry);
     ``stale_commands_applied`` is the vehicle's count of commands applied past their bound.
-    ``video_receive`` holds the counters of every session's video jitter buffers (summed in
-    the summary as ``video_recovery``: retransmissions, keyframe requests, repeats).
+    ``video_receive`` holds the counters of the latest sessions' video jitter buffers (at
+    most :data:`VIDEO_RECEIVE_KEPT`; older ones are added into ``video_receive_earlier``);
+    the summary sums both as ``video_recovery`` (retransmissions, keyframe requests, repeats).
     """
 
     frames_received: int = 0
@@ -92,6 +94,18 @@ class OperatorStats:
     last_telemetry: m.Telemetry | None = None
     g2g: GlassToGlass = field(default_factory=GlassToGlass)
     video_receive: list[JitterStats] = field(default_factory=list)
+    video_receive_earlier: dict[str, int] = field(default_factory=dict)
+
+    def add_video_receive(self, stats: JitterStats) -> None:
+        """Track a new jitter buffer's counters.
+
+        An operator on a bad link for days makes thousands of sessions: only the latest are
+        kept one by one, the others as sums.
+        """
+        self.video_receive.append(stats)
+        while len(self.video_receive) > VIDEO_RECEIVE_KEPT:
+            for name, value in asdict(self.video_receive.pop(0)).items():
+                self.video_receive_earlier[name] = self.video_receive_earlier.get(name, 0) + value
 
     def video_fps(self) -> float:
         """Mean frame rate between the first and the last frame."""
@@ -125,7 +139,7 @@ class OperatorStats:
 
     def video_recovery(self) -> dict[str, int]:
         """The video jitter buffers' counters, summed over cameras and sessions."""
-        totals: dict[str, int] = {}
+        totals = dict(self.video_receive_earlier)
         for stats in self.video_receive:
             for name, value in asdict(stats).items():
                 totals[name] = totals.get(name, 0) + value
@@ -375,7 +389,7 @@ class OperatorClient:
                         # waited for (and repeated) as well as later ones.
                         buffer.observe_rtt_ms(self.clock_sync.rtt_ms)
                     self.jitter_buffers.append(buffer)
-                    self.stats.video_receive.append(buffer.stats)
+                    self.stats.add_video_receive(buffer.stats)
         self.channels = ch.open_channels(pc, self._on_data, self._on_data_error)
         self.channels.drive.raw.on("open", self.connected.set)
         await pc.setLocalDescription(await pc.createAnswer())

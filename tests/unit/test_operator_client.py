@@ -19,9 +19,12 @@ from teledrive.operator.client import (
     CONNECT_RETRY_S,
     DRIVE_BACKLOG_BYTES,
     SESSION_SETUP_S,
+    VIDEO_RECEIVE_KEPT,
     OperatorClient,
+    OperatorStats,
 )
 from teledrive.operator.hub import Hub
+from teledrive.operator.video_receive import JitterStats
 from teledrive.shared import channels as ch
 from teledrive.shared import messages as m
 from teledrive.shared.errors import LinkError
@@ -354,3 +357,15 @@ async def test_a_new_peer_connection_is_not_judged_by_the_old_ones_telemetry() -
     finally:
         await client._close_pc()
         await vehicle.close()
+
+
+def test_jitter_buffer_counters_of_old_sessions_are_kept_as_sums() -> None:
+    stats = OperatorStats()
+    for n in range(3 * VIDEO_RECEIVE_KEPT):
+        stats.add_video_receive(JitterStats(frames_released=n, nacks_repeated=1))
+    assert len(stats.video_receive) == VIDEO_RECEIVE_KEPT
+    assert stats.video_receive[-1].frames_released == 3 * VIDEO_RECEIVE_KEPT - 1
+    recovery = stats.video_recovery()
+    assert recovery["frames_released"] == sum(range(3 * VIDEO_RECEIVE_KEPT))
+    assert recovery["nacks_repeated"] == 3 * VIDEO_RECEIVE_KEPT
+    assert stats.summary()["video_recovery"] == recovery
