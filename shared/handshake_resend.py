@@ -12,11 +12,12 @@ address. The copies are exact: a receiver drops one it already has (STUN by tran
 DTLS by record sequence number). A DTLS flight the peer sends again (its own copy, or OpenSSL's
 retransmission) is not an answer but the sign that ours was lost: what is pending for that
 address goes out again at once. (OpenSSL answers a repeated flight only when its own 1 s timer
-runs out; taking the repeat for an answer cost a bad-cell reconnect that second.) Other
-datagrams (media) are never repeated. Once DTLS is connected the resender removes itself, as
-soon as no DTLS flight of its own waits for an answer: the side that completes first (the DTLS
+runs out; taking the repeat for an answer cost a bad-cell reconnect that second.) Media
+(RTP, RTCP) is never repeated. Once DTLS is connected the resender removes itself, as soon as
+no DTLS datagram of its own waits for an answer: the side that completes first (the DTLS
 server) sent a final flight that only the peer's next DTLS (application data) answers, and if
-that flight is lost the peer stays in its handshake.
+that flight is lost the peer stays in its handshake. Until then DTLS application data it sends
+(the SCTP association's first chunks) is tracked and re-sent like a flight.
 
 :class:`ResendPlan` is the decision (datagrams and a clock in, datagrams to re-send out);
 :func:`install_handshake_resender` puts it between a peer connection and its UDP sockets. That
@@ -77,14 +78,23 @@ _DTLS_HANDSHAKE = 22
 _DTLS_HANDSHAKE_HEADER_BYTES = 12
 MAX_SEEN_RECORDS = 64
 """DTLS records remembered per address, to tell a repeated flight from a new one."""
+REPEAT_SPACING_MS = 20.0
+"""Least time between a datagram and its copy sent for a repeat of the peer's flight."""
+MAX_SEEN_ADDRESSES = 8
+"""Addresses whose DTLS records are remembered (the peer's, and any stray sender's)."""
 
 
 def dtls_records(data: bytes) -> list[tuple[object, ...]]:
     """What each DTLS record of a datagram carries, the same in every copy of it.
 
     A plaintext handshake record (epoch 0) by message type, sequence and fragment offset (a
-    retransmission has a new record sequence number but the same messages); any other record
-    by its type, epoch and body. A truncated record ends the list.
+    retransmission has a new record sequence number but the same messages); an encrypted one
+    (the Finished, the only handshake message after ChangeCipherSpec in DTLS-SRTP) by its
+    epoch, since each retransmission encrypts it anew; any other record by its type, epoch and
+    body. A truncated record ends the list.
+
+    Returns:
+        One hashable tuple per record, in order.
     """
     records: list[tuple[object, ...]] = []
     pos = 0
@@ -101,6 +111,8 @@ def dtls_records(data: bytes) -> list[tuple[object, ...]]:
             and len(body) >= _DTLS_HANDSHAKE_HEADER_BYTES
         ):
             records.append((content_type, body[0], body[4:6], body[6:9]))
+        elif content_type == _DTLS_HANDSHAKE:
+            records.append((content_type, epoch))
         else:
             records.append((content_type, epoch, body))
         pos += _DTLS_RECORD_HEADER_BYTES + length
@@ -110,8 +122,9 @@ def dtls_records(data: bytes) -> list[tuple[object, ...]]:
 def _key(addr: Address, data: bytes, *, sent: bool) -> tuple[str, object] | None:
     """What a datagram waits for (sent) or answers (received), by its first byte (RFC 7983).
 
-    A STUN request waits for the response with its transaction id; a DTLS datagram for any
-    DTLS datagram from the same address; anything else is not tracked.
+    A STUN request waits for the response with its transaction id; a DTLS datagram for new
+    DTLS from the same address (:meth:`ResendPlan.on_received` tells a repeat from new);
+    anything else is not tracked.
     """
     if not data:
         return None
@@ -145,6 +158,7 @@ class ResendStats:
     received: int = 0
     """Answers that settled some of them."""
     resent: int = 0
+    """Copies sent (early, after a round trip and a half, or for a repeat)."""
     repeats_received: int = 0
     """DTLS flights the peer sent again (each re-sends what waits for it at once)."""
 
@@ -187,17 +201,20 @@ class ResendPlan:
             return min(self.early_copy_ms, self.resend_after_ms)
         return self.resend_after_ms
 
-    def on_sent(self, addr: Address, data: bytes, now_ms: float) -> None:
-        """A datagram went to ``addr``."""
+    def on_sent(self, addr: Address, data: bytes, now_ms: float) -> bool:
+        """A datagram went to ``addr``; True if it waits for an answer (a timer may be due)."""
         key = _key(addr, data, sent=True)
         if key is None:
-            return
+            return False
         pending = self._pending.setdefault(key, [])
-        if any(item.data == data for _addr, item in pending):
-            return  # the stack's own retransmission of what is already pending
+        records = dtls_records(data) if key[0] == "dtls" else []
+        for _addr, item in pending:
+            if item.data == data or (records and dtls_records(item.data) == records):
+                return False  # the stack's own retransmission of what is already pending
         self.stats.sent += 1
         pending.append((addr, _Pending(data, now_ms)))
         del pending[:-MAX_PENDING]
+        return True
 
     def on_received(self, addr: Address, data: bytes, now_ms: float) -> list[tuple[Address, bytes]]:
         """A datagram came from ``addr``: it may answer some of what was sent.
@@ -219,7 +236,10 @@ class ResendPlan:
     def _repeats(self, addr: Address, data: bytes) -> bool:
         """Whether every record of a DTLS datagram came from ``addr`` before (remembers them)."""
         records = dtls_records(data)
-        seen = self._seen.setdefault(addr, {})
+        seen = self._seen.pop(addr, {})  # re-inserted last: the oldest address comes first
+        self._seen[addr] = seen
+        for old_addr in list(self._seen)[: max(0, len(self._seen) - MAX_SEEN_ADDRESSES)]:
+            del self._seen[old_addr]
         repeat = bool(records) and all(record in seen for record in records)
         for record in records:
             seen.pop(record, None)
@@ -229,9 +249,11 @@ class ResendPlan:
         return repeat
 
     def _resend_now(self, key: tuple[str, object], now_ms: float) -> list[tuple[Address, bytes]]:
+        # Not again within REPEAT_SPACING_MS: repeats arriving together (a flight of several
+        # datagrams) would otherwise spend every copy at once, all in the same fade.
         out = []
         for addr, item in self._pending.get(key, []):
-            if item.resends < self.copies:
+            if item.resends < self.copies and now_ms - item.sent_ms >= REPEAT_SPACING_MS:
                 item.resends += 1
                 item.sent_ms = now_ms
                 out.append((addr, item.data))
@@ -249,6 +271,11 @@ class ResendPlan:
                     out.append((addr, item.data))
         self.stats.resent += len(out)
         return out
+
+    def forget(self) -> None:
+        """Drop what is pending and what was seen (the resender is done)."""
+        self._pending.clear()
+        self._seen.clear()
 
     def dtls_waiting(self) -> bool:
         """Whether a DTLS datagram still waits for an answer and may be re-sent."""
@@ -287,9 +314,11 @@ class _ResendingTransport:
 
 
 class HandshakeResender:
-    """Re-sends unanswered handshake datagrams of one peer connection until DTLS connects.
+    """Re-sends unanswered handshake datagrams of one peer connection until DTLS is done.
 
-    Made by :func:`install_handshake_resender`; :meth:`remove` puts everything back.
+    Done: connected with no DTLS flight of its own still unanswered, failed or closed, or
+    ``give_up_s`` passed. Made by :func:`install_handshake_resender`; :meth:`remove` puts
+    everything back.
     """
 
     def __init__(
@@ -303,6 +332,8 @@ class HandshakeResender:
         self._send: dict[Address, Any] = {}
         self._removed = False
         self._connected = False
+        self.removed_event = asyncio.Event()
+        """Set when it removed itself (or was removed)."""
         for protocol in protocols:
             inner = protocol.transport
             protocol.transport = _ResendingTransport(inner, functools.partial(self._sent, inner))
@@ -330,8 +361,8 @@ class HandshakeResender:
 
     def _sent(self, inner: Any, addr: Address, data: bytes) -> None:
         self._send[addr] = inner
-        self.plan.on_sent(addr, data, self._now_ms())
-        self._schedule()
+        if self.plan.on_sent(addr, data, self._now_ms()):
+            self._schedule()  # (media passes by without touching the timer)
 
     def _schedule(self) -> None:
         if self._removed:
@@ -384,6 +415,8 @@ class HandshakeResender:
                 protocol.transport = wrapper._inner
             # The instance attribute shadows the class's method: dropping it restores that.
             protocol.__dict__.pop("datagram_received", None)
+        self.plan.forget()
+        self.removed_event.set()
         if self.plan.stats.resent:
             log.info("handshake: %s", self.plan.stats)
 
@@ -396,7 +429,7 @@ def install_handshake_resender(
     early_copy_ms: float | None = EARLY_COPY_MS,
     give_up_s: float = GIVE_UP_S,
 ) -> HandshakeResender | None:
-    """Re-sends a peer connection's unanswered handshake datagrams until DTLS connects.
+    """Re-sends a peer connection's unanswered handshake datagrams until DTLS is done.
 
     Call it right after ``setLocalDescription`` (aiortc gathers its ICE candidates, and so
     opens its sockets, there).
@@ -407,7 +440,7 @@ def install_handshake_resender(
         copies: re-sends of one datagram at most.
         early_copy_ms: the first re-send's wait, if shorter than the round trip's (None:
             none early).
-        give_up_s: when DTLS has not connected by then, stop and put the sockets back.
+        give_up_s: when DTLS is not done by then, stop and put the sockets back.
 
     Returns:
         The resender, or None when the connection has no transport yet (nothing to do).

@@ -113,6 +113,39 @@ def test_a_flight_the_peer_repeats_sends_ours_again_at_once() -> None:
     assert again.due(1000.0) == []
 
 
+def test_repeats_arriving_together_spend_one_copy() -> None:
+    plan = ResendPlan(resend_after_ms=300.0, copies=3)
+    hello = dtls_handshake(record_seq=0, message_seq=0)
+    second = dtls_handshake(record_seq=1, message_seq=1)
+    flight = dtls_handshake(record_seq=0, message_seq=0, msg_type=2)
+    plan.on_received(PEER, hello, 0.0)
+    plan.on_received(PEER, second, 0.0)
+    plan.on_sent(PEER, flight, 1.0)
+    # The peer's two-datagram flight comes again: one copy, not two in the same fade.
+    assert plan.on_received(PEER, hello, 50.0) == [(PEER, flight)]
+    assert plan.on_received(PEER, second, 51.0) == []
+    assert plan.on_received(PEER, hello, 80.0) == [(PEER, flight)]
+
+
+def test_the_stacks_retransmission_with_new_record_numbers_is_not_pending_twice() -> None:
+    plan = ResendPlan(resend_after_ms=300.0, copies=1)
+    assert plan.on_sent(PEER, dtls_handshake(record_seq=0, message_seq=0), 0.0)
+    assert not plan.on_sent(PEER, dtls_handshake(record_seq=5, message_seq=0), 100.0)
+    assert plan.stats.sent == 1
+    assert not plan.on_sent(PEER, RTP, 0.0)  # media: nothing to wait for
+
+
+def test_a_reencrypted_finished_is_a_repeat() -> None:
+    finished = b"\x16\xfe\xfd\x00\x01" + bytes(6) + b"\x00\x03" + b"abc"
+    again = b"\x16\xfe\xfd\x00\x01" + (1).to_bytes(6, "big") + b"\x00\x03" + b"xyz"
+    assert dtls_records(finished) == dtls_records(again) == [(22, b"\x00\x01")]
+    plan = ResendPlan(resend_after_ms=300.0)
+    plan.on_received(PEER, finished, 0.0)
+    plan.on_sent(PEER, dtls_handshake(record_seq=9, message_seq=9, msg_type=20), 1.0)
+    assert plan.on_received(PEER, again, 100.0) != []
+    assert plan.stats.repeats_received == 1
+
+
 def test_dtls_records_are_named_by_what_they_carry() -> None:
     first = dtls_handshake(record_seq=0, message_seq=3)
     assert dtls_records(first) == dtls_records(dtls_handshake(record_seq=9, message_seq=3))
@@ -198,7 +231,14 @@ async def connect_over(
         answer = link.route("operator", operator.localDescription.sdp)
         await vehicle.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         await asyncio.wait_for(both.wait(), WAIT_S)
-        return time.monotonic() - start_s, resenders
+        took_s = time.monotonic() - start_s
+        if resend:
+            # Before the peer connections close (closing removes them too): each resender
+            # removes itself once DTLS is connected and its last flight answered.
+            for resender in resenders:
+                assert isinstance(resender, HandshakeResender)
+                await asyncio.wait_for(resender.removed_event.wait(), WAIT_S)
+        return took_s, resenders
     finally:
         await vehicle.close()
         await operator.close()
@@ -276,12 +316,39 @@ async def test_a_lost_final_flight_is_sent_again_after_dtls_connected() -> None:
     assert vehicle_side.plan.stats.resent >= 1
 
 
-async def test_the_resender_removes_itself_once_dtls_is_connected() -> None:
+async def test_the_resender_stays_until_its_final_flight_is_answered() -> None:
+    # connect_over waits for both resenders to remove themselves before it closes anything;
+    # here the vehicle's (the DTLS server's) must still be there right after it connected.
+    vehicle = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    operator = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     link = StallableLink()
-    _took_s, resenders = await connect_over(link, resend=True)
-    for resender in resenders:
+    try:
+        await link.open()
+        vehicle.createDataChannel("drive", negotiated=True, id=0)
+        operator.createDataChannel("drive", negotiated=True, id=0)
+        await vehicle.setLocalDescription(await vehicle.createOffer())
+        resender = install_handshake_resender(vehicle, rtt_ms=1.0)
         assert isinstance(resender, HandshakeResender)
-        assert resender.removed
+        pending_at_connect: list[bool] = []
+        dtls = vehicle.sctp.transport  # a data channel only: its DTLS transport is the one
+
+        def on_state() -> None:
+            if dtls.state == "connected":
+                pending_at_connect.append(resender.plan.dtls_waiting() and not resender.removed)
+
+        dtls.on("statechange", on_state)
+        offer = link.route("vehicle", vehicle.localDescription.sdp)
+        await operator.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        await operator.setLocalDescription(await operator.createAnswer())
+        answer = link.route("operator", operator.localDescription.sdp)
+        await vehicle.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        await asyncio.wait_for(resender.removed_event.wait(), WAIT_S)
+        assert pending_at_connect == [True]  # the final flight waited for an answer
+        assert resender.plan.stats.received >= 2  # ... and got one: it did not give up
+    finally:
+        await vehicle.close()
+        await operator.close()
+        link.close()
 
 
 def test_the_first_copy_goes_early_on_a_long_round_trip() -> None:
