@@ -77,7 +77,7 @@ from teledrive.shared.messages import (
     message_type,
 )
 from teledrive.shared.signaling import CLOSE_REFUSED, CLOSE_REPLACED
-from teledrive.shared.tail_probe import TAIL_PROBE_DELAYS_MS, TailProber, TailProbes
+from teledrive.shared.tail_probe import TAIL_PROBE_DELAYS_MS, TailProber, check_delays
 
 logger = logging.getLogger(__name__)
 
@@ -228,8 +228,7 @@ class Hub:
         self._presence: PresenceStore = presence if presence is not None else MemoryPresence()
         self._heartbeat_s = heartbeat_s
         self._register_timeout_s = register_timeout_s
-        TailProbes(tail_probes_ms)  # checks the delays
-        self._tail_probes_ms = tuple(tail_probes_ms)
+        self._tail_probes_ms = check_delays(tail_probes_ms, where="hub")
         self._clock = clock
         self._links: dict[tuple[Role, str], _Link] = {}
         self._counters = _Counters()

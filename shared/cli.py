@@ -158,6 +158,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from teledrive.operator.console.app import main_console
 
         logging.basicConfig(level=logging.WARNING)
+        try:
+            apply_log_levels()
+        except TeledriveError as err:
+            print(f"teledrive console: {err}", file=sys.stderr)
+            return 2
         return main_console(argv[1:])
     args = build_parser().parse_args(argv)
     level = logging.WARNING - 10 * args.verbose

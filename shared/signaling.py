@@ -43,7 +43,7 @@ from teledrive.shared.messages import (
     encode_text,
     message_type,
 )
-from teledrive.shared.tail_probe import TAIL_PROBE_DELAYS_MS, TailProber, TailProbes
+from teledrive.shared.tail_probe import TAIL_PROBE_DELAYS_MS, TailProber, check_delays
 
 logger = logging.getLogger(__name__)
 
@@ -222,8 +222,7 @@ class SignalingClient:
         self._register_timeout_s = register_timeout_s
         self._ping_interval_s = ping_interval_s
         self._ping_timeout_s = ping_timeout_s
-        TailProbes(tail_probes_ms)  # checks the delays now, not at the first connection
-        self._tail_probes_ms = tuple(tail_probes_ms)
+        self._tail_probes_ms = check_delays(tail_probes_ms, where=f"signaling {url}")
         self._probes: TailProber | None = None
         self._connect = connect
         self._clock = clock
@@ -375,17 +374,17 @@ class SignalingClient:
             logger.info("signaling %s: cannot connect: %s", self._url, err)
             return self._backoff.next_delay_s()
         self._ws = ws
-        self._probes = TailProber(ws.ping, self._tail_probes_ms)
+        probes = self._probes = TailProber(ws.ping, self._tail_probes_ms)
         reason = "closed"
         try:
-            await self._serve(ws, self._probes)
+            await self._serve(ws, probes)
         except ConnectionClosed as err:
             reason = f"connection lost: {err}"
         except LinkError as err:
             reason = str(err)
         finally:
             self._ws = None
-            self._probes.stop()
+            probes.stop()
             self._probes = None
             was_registered = self._registered.is_set()
             lasted_s = self._clock() - self._registered_at_s

@@ -16,8 +16,8 @@ cost nothing a link would notice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from websockets.exceptions import ConnectionClosed
@@ -26,6 +26,27 @@ from teledrive.shared.errors import ConfigError
 
 TAIL_PROBE_DELAYS_MS: tuple[float, ...] = (60.0, 160.0)
 """When the probes go, in ms after the last message."""
+
+logger = logging.getLogger(__name__)
+
+
+def check_delays(delays_ms: Sequence[float], *, where: str = "tail probes") -> tuple[float, ...]:
+    """The probe delays as a tuple, checked.
+
+    Args:
+        delays_ms: probe times after a message, increasing and > 0 (may be empty: no probes).
+        where: what to name in an error.
+
+    Returns:
+        The delays.
+
+    Raises:
+        ConfigError: the delays are not increasing or not positive.
+    """
+    delays = tuple(float(d) for d in delays_ms)
+    if any(not d > 0.0 for d in delays) or any(b <= a for a, b in itertools.pairwise(delays)):
+        raise ConfigError(f"{where}: delays must be > 0 and increasing, got {delays}")
+    return delays
 
 
 class TailProbes:
@@ -39,10 +60,7 @@ class TailProbes:
     """
 
     def __init__(self, delays_ms: Sequence[float] = TAIL_PROBE_DELAYS_MS) -> None:
-        delays = tuple(float(d) for d in delays_ms)
-        if any(not d > 0.0 for d in delays) or any(b <= a for a, b in itertools.pairwise(delays)):
-            raise ConfigError(f"tail probes: delays must be > 0 and increasing, got {delays}")
-        self._delays = delays
+        self._delays = check_delays(delays_ms)
         self._last_ms: float | None = None
         self._next = 0
         self.probes = 0
@@ -128,5 +146,9 @@ class TailProber:
 
     async def _ping(self) -> None:
         # The pong is not awaited: the ping only has to be on the wire.
-        with contextlib.suppress(ConnectionClosed):
+        try:
             await self._send_ping()
+        except ConnectionClosed:
+            pass  # the connection is going: nothing left to probe
+        except Exception:  # a probe must never take the connection's owner down
+            logger.exception("tail probe: ping failed")

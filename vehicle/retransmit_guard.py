@@ -39,7 +39,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from aiortc import RTCRtpSender
 from aiortc.rtp import RTP_HISTORY_SIZE
@@ -66,6 +66,9 @@ _HISTORY_ATTR = "_RTCRtpSender__rtp_history"
 _NEWEST_TIMESTAMP_ATTR = "_RTCRtpSender__rtp_timestamp"
 
 logger = logging.getLogger(__name__)
+
+
+RetransmitDecision = Literal["sent", "repeated", "too old", "over budget"]
 
 
 class AiortcSenderError(TeledriveError, RuntimeError):
@@ -134,8 +137,8 @@ class RetransmitBudget:
         # seq -> (start of its round of retransmissions, copies sent in it, last copy's time)
         self._rounds: dict[int, tuple[float, int, float]] = {}
         self.stats = RetransmitStats()
-        self.last_decision = ""
-        """What the last :meth:`allow` decided: "sent", "repeated", "too old", "over budget"."""
+        self.last_decision: RetransmitDecision | None = None
+        """What the last :meth:`allow` decided (None before the first)."""
 
     def allow(
         self,
@@ -244,6 +247,7 @@ def install_retransmit_guard(
         packet = history.get(sequence_number % RTP_HISTORY_SIZE)
         if packet is None or packet.sequence_number != sequence_number:
             guard.stats.unknown += 1
+            logger.debug("retransmission of %d: no longer in the history", sequence_number)
             return
         newest = getattr(sender, _NEWEST_TIMESTAMP_ATTR)
         allowed = guard.allow(

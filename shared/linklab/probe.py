@@ -37,6 +37,7 @@ from typing import Any
 
 from teledrive.operator.client import OperatorClient
 from teledrive.shared import messages as m
+from teledrive.shared.errors import ConfigError
 from teledrive.shared.log_levels import apply_log_levels
 
 SENT_WINDOW = 4096
@@ -155,7 +156,11 @@ def main() -> int:
         format="%(asctime)s operator %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    apply_log_levels()
+    try:
+        apply_log_levels()
+    except ConfigError as err:
+        print(f"linklab probe: {err}", file=sys.stderr)
+        return 2
     return asyncio.run(main_async(args))
 
 

@@ -42,6 +42,20 @@ def test_copies_of_one_nack_retransmit_twice_per_round_trip_spaced() -> None:
     assert (budget.stats.sent, budget.stats.repeated) == (3, 2)
 
 
+def test_the_last_decision_is_named() -> None:
+    budget = RetransmitBudget()
+    assert budget.last_decision is None
+    ask(budget, 0.0, 7)
+    assert budget.last_decision == "sent"
+    ask(budget, 10.0, 7)
+    assert budget.last_decision == "repeated"
+    ask(budget, 10.0, 8, age_ms=MAX_AGE_MS + 1.0)
+    assert budget.last_decision == "too old"
+    for seq in range(100, 200):  # far more than the bucket holds, all at once
+        ask(budget, 10.0, seq)
+    assert budget.last_decision == "over budget"
+
+
 def test_a_picture_older_than_the_limit_is_not_retransmitted() -> None:
     budget = RetransmitBudget()
     assert ask(budget, 0.0, 1, age_ms=MAX_AGE_MS)

@@ -14,7 +14,8 @@ from websockets.frames import Frame, Opcode
 
 from teledrive.operator.hub import Hub
 from teledrive.shared.errors import ConfigError
-from teledrive.shared.messages import ListVehicles, VehicleList
+from teledrive.shared.messages import ListVehicles, Register, VehicleList
+from teledrive.shared.signaling import SignalingClient
 from teledrive.shared.tail_probe import TailProber, TailProbes
 
 PROBES_MS = (30.0, 60.0)
@@ -50,6 +51,18 @@ def test_bad_delays_are_a_config_error(delays: tuple[float, ...]) -> None:
         TailProbes(delays)
 
 
+def test_hub_and_client_name_themselves_in_a_bad_delay() -> None:
+    with pytest.raises(ConfigError, match="hub: delays must be > 0"):
+        Hub(tail_probes_ms=(100.0, 50.0))
+    with pytest.raises(ConfigError, match=r"signaling ws://127\.0\.0\.1:1: delays must be > 0"):
+        SignalingClient(
+            "ws://127.0.0.1:1",
+            Register(role="operator", id="op1"),
+            on_message=lambda message: None,
+            tail_probes_ms=(-1.0,),
+        )
+
+
 def test_no_delays_means_no_probes() -> None:
     plan = TailProbes(())
     plan.sent(0.0)
@@ -74,6 +87,7 @@ async def test_the_prober_pings_after_the_last_send_and_stops() -> None:
     assert pinged[1] - sent_at >= 0.04
     prober.sent()
     prober.stop()
+    prober.sent()  # after stop: nothing
     stopped = loop.create_future()
     loop.call_later(0.1, stopped.set_result, None)  # past both probe times (timers run in order)
     await stopped
