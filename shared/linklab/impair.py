@@ -45,8 +45,9 @@ _PARETO_SHAPE = 3.0
 _PARETO_SCALE = 1.0 + math.sqrt(5.0)
 
 
-FADES_KEPT = 256
-"""How many of the latest fades (and queue drops) :class:`DirectionStats` lists."""
+FADES_KEPT = 2048
+"""How many of the latest fades (and queue drops) :class:`DirectionStats` lists: about an
+hour of ``bad-cell``, so a long run can take every gap's fades out."""
 
 
 class DropReason(StrEnum):

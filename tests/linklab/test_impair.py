@@ -101,7 +101,9 @@ def test_fades_lose_a_steady_flow_in_bursts_of_the_mean_fade() -> None:
     # A frame every ms: the longest run of lost frames is the longest fade, to within a frame.
     assert abs(link.stats.longest_fade_ms - max(runs)) <= 1.0
     fades = link.stats.fades
-    assert len(fades) == FADES_KEPT  # the latest ones, in order, each where frames were lost
+    # Every fade (the latest FADES_KEPT), in order; two fades that touch make one run of losses.
+    assert len(fades) <= FADES_KEPT
+    assert 0 <= len(fades) - min(bursts, FADES_KEPT) <= 2
     assert all(a[1] <= b[0] for a, b in itertools.pairwise(fades))
     last_fade_frames = [t for t in range(len(lost)) if lost[t] and t >= fades[-1][0]]
     assert last_fade_frames[0] - fades[-1][0] < 1.0  # a frame every ms: lost from its start

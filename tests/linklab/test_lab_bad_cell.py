@@ -1,11 +1,14 @@
 """The whole system over the bad cellular link (bad-cell): 80 ms one way, ±40 ms pareto
 jitter, 3 % of the time in fades (50 ms on average), 1.5 Mbit/s. Video keeps flowing within
-the uplink and nothing stale is applied. Needs root; skips otherwise.
+the uplink, a cut is recovered with a first frame within 2 s, and nothing stale is applied.
+Needs root; skips otherwise.
 
-Not asserted here, measured by ``benchmarks/link_lab.py`` (see the README): the 500 ms freeze
-bound (even with the link's fades taken out, a run now and then shows a 650-790 ms freeze
-not yet explained), and a cut's first frame within 2 s (about one cut in twenty takes
-2.2-2.9 s when a datagram of the reconnect falls in a fade).
+The 500 ms freeze bound is measured by ``benchmarks/link_lab.py`` rather than asserted (see
+the README): a lost packet costs its fade, the trip of the next packet that reveals the gap
+and a retransmission round trip (250-400 ms beyond the fade), and when the retransmission
+falls in a second fade a further round trip, which can pass 500 ms even with both fades taken
+out (659 ms once in CI). Here a freeze beyond fades must stay within 1 s: what a double loss
+costs, well short of a stall.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from lab_checks import video_fits_the_uplink, video_flows
+from lab_checks import cut_and_reconnect, video_fits_the_uplink, video_flows
 
 from teledrive.shared.linklab import unavailable_reason
 from teledrive.shared.linklab.system import LabSystem
@@ -27,7 +30,7 @@ pytestmark = [
 
 PREFIX = "tdbad"
 WINDOW_S = 10.0
-STALL_MS = 2000.0
+STALL_MS = 1000.0
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +41,13 @@ def system() -> Iterator[LabSystem]:
 
 
 def test_video_keeps_flowing_within_the_uplink(system: LabSystem) -> None:
-    # Loosely: a freeze of seconds beyond the fades would be a stall, not a fade's recovery.
+    # Loosely: a second beyond the fades would be a stall, not a fade's recovery.
     video_flows(system, WINDOW_S, freeze_bound_ms=STALL_MS, beyond_fades=True)
     video_fits_the_uplink(system, "bad-cell")
+
+
+def test_a_cut_is_recovered_within_two_seconds(system: LabSystem) -> None:
+    cut = cut_and_reconnect(system, 2.0)
+    system.wait_driving(timeout_s=20.0, since_ms=cut.end_ms)
+    assert system.commands_applied_from_before(cut) == 0
+    assert system.summary()["stale_commands_applied"] == 0
