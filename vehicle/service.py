@@ -50,6 +50,7 @@ from teledrive.vehicle.world_camera import WorldCameraSource
 log = logging.getLogger(__name__)
 
 TICK_S = 0.02
+DEADLINE_SLACK_S = 0.0005  # past the deadline, so its strict ">" holds at the step
 TELEMETRY_EVERY_TICKS = 2
 CLOCK_SYNC_EVERY_TICKS = 5
 STATUS_EVERY_TICKS = 250  # 5 s; and at once on every mode change
@@ -430,11 +431,22 @@ class VehicleService:
     # -- control --------------------------------------------------------------------------
 
     async def _control_loop(self) -> None:
-        """Steps the controller every tick, and at once when a command or event arrives."""
+        """Steps the controller every tick, on each command or event, and at deadlines.
+
+        A deadline is the supervisor's next one: a stale command is seen when it turns stale,
+        not up to a tick later.
+        """
         next_s = self._clock() + TICK_S
         while True:
+            wait_s = next_s - self._clock()
+            deadline_ms = self.supervisor.next_deadline_ms(self.now_ms())
+            for_deadline = False
+            if deadline_ms is not None:
+                until_s = (deadline_ms - self.now_ms()) / 1000.0 + DEADLINE_SLACK_S
+                for_deadline = until_s < wait_s
+                wait_s = min(wait_s, until_s)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), max(0.0, next_s - self._clock()))
+                await asyncio.wait_for(self._kick.wait(), max(0.0, wait_s))
             kicked = self._kick.is_set()
             self._kick.clear()
             now_ms = self.now_ms()
@@ -459,7 +471,7 @@ class VehicleService:
                         self._send_event(m.Alert(level="warning", text=text))
                     else:
                         self._send_event(m.Alert(level="critical", text=text))
-            if not kicked or self._clock() >= next_s:
+            if not (kicked or for_deadline) or self._clock() >= next_s:
                 next_s = max(next_s + TICK_S, self._clock())
                 self._on_tick(now_ms)
 

@@ -267,6 +267,33 @@ class Supervisor:
         age_ms = self._cmd.age_at(now_ms) if self._cmd is not None else 0.0
         return max(self._one_way_ms or 0.0, age_ms, 0.0)
 
+    def next_deadline_ms(self, now_ms: float) -> float | None:
+        """When, after ``now_ms``, a watchdog next may act if nothing new arrives (or None).
+
+        That is, change the mode or stop the operator's command: the command age, link
+        silence and video freeze that end operator driving, the command's own expiry, the
+        start of ``DEGRADED``, and autonomy's link-silence limit. A tick at that time sees the
+        change at once, instead of up to ``tick_ms`` late.
+        """
+        cfg = self.config
+        times: list[float] = []
+        if self._mode in OPERATOR_MODES:
+            if self._cmd is not None:
+                sent_ms = self._cmd.sent_vehicle_ms()
+                times.append(sent_ms + cfg.fallback_age_ms)
+                times.append(sent_ms + min(cfg.fallback_age_ms, self._cmd.ttl_ms))
+                if self._mode is Mode.TELEOP:
+                    times.append(sent_ms + cfg.degrade_age_ms)
+            if self._last_link_ms is not None:
+                times.append(self._last_link_ms + cfg.fallback_age_ms)
+            if self._video is not None:
+                age_ms, reported_ms = self._video
+                times.append(reported_ms + cfg.video_freeze_ms - age_ms)
+        elif self._mode is Mode.AUTONOMY and self._last_link_ms is not None:
+            times.append(self._last_link_ms + cfg.stop_silence_ms)
+        ahead = [t for t in times if math.isfinite(t) and t > now_ms]
+        return min(ahead) if ahead else None
+
     # ---- inputs ----------------------------------------------------------------------------
 
     def on_command(self, arrival: CommandArrival) -> GateVerdict:
