@@ -3,7 +3,10 @@
 Each trial drives the real Supervisor with a scripted operator: commands at 50 Hz over a link
 with a given one-way delay, jitter, and a fraction of late (stale or reordered) commands;
 heartbeats, latency and video-freshness reports at 10 Hz; the supervisor ticks at 50 Hz at a
-random phase against the command stream. After a random time the link dies at a random phase.
+random phase against the command stream, and, like the vehicle's control loop, also at its own
+next deadline (``Supervisor.next_deadline_ms``) when that comes before the next tick. After a
+random time the link dies at a random phase. The same trials on the 20 ms grid alone (the
+vehicle's loop before session 4) are the baseline: ``grid_only_*``.
 
 * loss_to_fallback_ms: from the loss to the first tick whose mode is no longer an operator mode.
 * stale_commands_applied: ticks that applied a command older (by its stamps) than
@@ -24,16 +27,23 @@ import random
 import statistics
 import sys
 from dataclasses import dataclass, field
+from typing import Any
 
 from teledrive.vehicle.autonomy.base import AutonomyOutput, AutonomyStatus
 from teledrive.vehicle.command_gate import CommandArrival
-from teledrive.vehicle.supervisor import OPERATOR_MODES, Supervisor, SupervisorConfig
+from teledrive.vehicle.supervisor import (
+    OPERATOR_MODES,
+    Supervisor,
+    SupervisorConfig,
+    TickOutput,
+)
 from teledrive.vehicle.world import World, WorldMap
 
 TICK_MS = 20.0
 COMMAND_PERIOD_MS = 20.0
 REPORT_PERIOD_MS = 100.0
 TTL_MS = 300.0
+DEADLINE_SLACK_MS = 0.5  # as vehicle/service.py: just past the deadline's strict ">"
 
 
 @dataclass
@@ -55,6 +65,7 @@ def run_trial(
     speed_mps: float,
     autonomy_ok: bool,
     with_world: bool,
+    deadlines: bool = True,
 ) -> TrialResult:
     sup = Supervisor(config)
     op_offset_ms = rng.uniform(-1e6, 1e6)  # vehicle clock minus operator clock
@@ -100,9 +111,10 @@ def run_trial(
     distance_at_loss_m: float | None = None
     stop_time_s: float | None = None
     stop_distance_m: float | None = None
-    tick = tick_phase_ms
-    while tick < end_ms:
-        while events and events[0][0] <= tick:
+
+    def step(now_ms: float) -> TickOutput:
+        nonlocal stale_applied, fallback_ms
+        while events and events[0][0] <= now_ms:
             at_ms, _, kind, payload = heapq.heappop(events)
             if isinstance(payload, CommandArrival):
                 sup.on_command(payload)
@@ -110,16 +122,25 @@ def run_trial(
                 sup.on_link_heartbeat(at_ms)
                 sup.on_latency(at_ms, delay_ms, 2 * delay_ms)
                 sup.on_video_freshness(at_ms, rng.uniform(0.0, 40.0))
-        sup.on_autonomy_status(tick, AutonomyOutput(status, 0.8, 0.0))
-        if sup.mode not in OPERATOR_MODES and tick >= takeover_ms and tick < loss_ms:
-            sup.on_takeover_request(tick)
-        out = sup.tick(tick)
+        sup.on_autonomy_status(now_ms, AutonomyOutput(status, 0.8, 0.0))
+        if sup.mode not in OPERATOR_MODES and now_ms >= takeover_ms and now_ms < loss_ms:
+            sup.on_takeover_request(now_ms)
+        out = sup.tick(now_ms)
         if out.command_seq is not None and out.command_seq in sent_vehicle_ms:
             sent, ttl = sent_vehicle_ms[out.command_seq]
-            if tick - sent > min(config.fallback_age_ms, ttl):
+            if now_ms - sent > min(config.fallback_age_ms, ttl):
                 stale_applied += 1
-        if fallback_ms is None and tick >= loss_ms and out.mode not in OPERATOR_MODES:
-            fallback_ms = tick - loss_ms
+        if fallback_ms is None and now_ms >= loss_ms and out.mode not in OPERATOR_MODES:
+            fallback_ms = now_ms - loss_ms
+        return out
+
+    tick = tick_phase_ms
+    while tick < end_ms:
+        out = step(tick)
+        deadline = sup.next_deadline_ms() if deadlines else None
+        while deadline is not None and deadline + DEADLINE_SLACK_MS < tick + TICK_MS:
+            out = step(deadline + DEADLINE_SLACK_MS)
+            deadline = sup.next_deadline_ms()
         if world is not None:
             if distance_at_loss_m is None and tick >= loss_ms:
                 distance_at_loss_m = world.odometry().distance_m
@@ -152,8 +173,29 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--trials must be >= 1")
 
     config = SupervisorConfig(decel_mps2=args.decel_mps2)
+    result = trials(args, config, deadlines=True)
+    grid = trials(args, config, deadlines=False)  # the same trials (same seed), grid only
+    result["grid_only_loss_to_fallback_ms_p50"] = grid["loss_to_fallback_ms_p50"]
+    result["grid_only_loss_to_fallback_ms_max"] = grid["loss_to_fallback_ms_max"]
+    result["grid_only_stop_time_s_from_2mps"] = grid["stop_time_s_from_2mps"]
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:36s} {value}")
+    return 0
+
+
+def trials(
+    args: argparse.Namespace, config: SupervisorConfig, *, deadlines: bool
+) -> dict[str, Any]:
+    """Runs the loss and the stop trials; returns the figures."""
     rng = random.Random(args.seed)
-    common = {"delay_ms": args.delay_ms, "jitter_ms": args.jitter_ms}
+    common: dict[str, Any] = {
+        "delay_ms": args.delay_ms,
+        "jitter_ms": args.jitter_ms,
+        "deadlines": deadlines,
+    }
     loss = [
         run_trial(
             rng,
@@ -208,12 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         and max(stop_times) <= stop_bound_s
         and config.decel_mps2 >= 1.5,
     }
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for key, value in result.items():
-            print(f"{key:28s} {value}")
-    return 0
+    return result
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """One control step: autonomy in, supervisor tick, the one command out to the motor controller.
 
 No asyncio and no clock of its own: the vehicle service calls :meth:`Controller.step` every
-20 ms and again the moment a drive command arrives (so a command waits for no tick), and
-tests call it with an injected time.
+20 ms, again the moment a drive command arrives (so a command waits for no tick) and at the
+supervisor's next deadline (``vehicle/tick_schedule.py``), and tests call it with an injected
+time.
 """
 
 from __future__ import annotations

@@ -44,13 +44,12 @@ from teledrive.vehicle.supervisor import (
     TickOutput,
 )
 from teledrive.vehicle.tasks import cancel_all
+from teledrive.vehicle.tick_schedule import TICK_S, TickSchedule
 from teledrive.vehicle.video_adapt import BudgetMemory, run_video_adaptation
 from teledrive.vehicle.world_camera import WorldCameraSource
 
 log = logging.getLogger(__name__)
 
-TICK_S = 0.02
-DEADLINE_SLACK_S = 0.0005  # past the deadline, so its strict ">" holds at the step
 TELEMETRY_EVERY_TICKS = 2
 CLOCK_SYNC_EVERY_TICKS = 5
 STATUS_EVERY_TICKS = 250  # 5 s; and at once on every mode change
@@ -158,6 +157,7 @@ class VehicleService:
         """Set when :meth:`run` ended because one of its tasks died."""
         self._tick_count = 0
         self._kick = asyncio.Event()
+        self._deadline_ms: float | None = None  # the supervisor deadline the loop waits for
         self._closer = SessionCloser()
         self._video_memory = BudgetMemory()
         """What the last session's video budget learned: where the next one starts."""
@@ -380,9 +380,11 @@ class VehicleService:
                     one_way, rtt = self.clock_sync.one_way_ms, self.clock_sync.rtt_ms
                     if one_way is not None and rtt is not None:
                         sup.on_latency(now_ms, one_way, rtt)
+                        self._wake_if_due_sooner(now_ms)
             case m.VideoFreshness(age_ms=age_ms):
                 sup.on_link_heartbeat(now_ms)
                 sup.on_video_freshness(now_ms, age_ms)
+                self._wake_if_due_sooner(now_ms)
             case m.Estop(source=source, reason=reason):
                 sup.on_link_heartbeat(now_ms)
                 sup.on_estop(now_ms, f"{source}: {reason}" if reason else source)
@@ -418,6 +420,22 @@ class VehicleService:
         self._kick.set()
         self._send_event(m.Ack(ref=ref, ok=result.granted, detail=result.reason[:1000]))
 
+    def _wake_if_due_sooner(self, now_ms: float) -> None:
+        """Steps now if an input made a watchdog due or moved the next deadline earlier.
+
+        A high latency makes ``DEGRADED`` due at once; a video report can bring the freeze
+        deadline before the one the control loop waits for.
+        """
+        sup = self.supervisor
+        if sup.mode is Mode.TELEOP and sup.delay_ms(now_ms) >= sup.config.degrade_age_ms:
+            self._kick.set()
+            return
+        deadline_ms = self.supervisor.next_deadline_ms()
+        if deadline_ms is not None and (
+            self._deadline_ms is None or deadline_ms < self._deadline_ms
+        ):
+            self._kick.set()
+
     def _send_telemetry(self, message: m.Message) -> None:
         session = self.session
         if session is not None and session.channels is not None:
@@ -436,17 +454,15 @@ class VehicleService:
         A deadline is the supervisor's next one: a stale command is seen when it turns stale,
         not up to a tick later.
         """
-        next_s = self._clock() + TICK_S
+        schedule = TickSchedule(self._clock(), tick_s=TICK_S)
         while True:
-            wait_s = next_s - self._clock()
-            deadline_ms = self.supervisor.next_deadline_ms(self.now_ms())
-            for_deadline = False
-            if deadline_ms is not None:
-                until_s = (deadline_ms - self.now_ms()) / 1000.0 + DEADLINE_SLACK_S
-                for_deadline = until_s < wait_s
-                wait_s = min(wait_s, until_s)
+            deadline_ms = self.supervisor.next_deadline_ms()
+            self._deadline_ms = deadline_ms
+            wait_s = schedule.wait_s(
+                self._clock(), None if deadline_ms is None else deadline_ms / 1000.0
+            )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), max(0.0, wait_s))
+                await asyncio.wait_for(self._kick.wait(), wait_s)
             kicked = self._kick.is_set()
             self._kick.clear()
             now_ms = self.now_ms()
@@ -471,8 +487,7 @@ class VehicleService:
                         self._send_event(m.Alert(level="warning", text=text))
                     else:
                         self._send_event(m.Alert(level="critical", text=text))
-            if not (kicked or for_deadline) or self._clock() >= next_s:
-                next_s = max(next_s + TICK_S, self._clock())
+            if schedule.after_step(self._clock(), kicked=kicked):
                 self._on_tick(now_ms)
 
     async def _report_status(self) -> None:

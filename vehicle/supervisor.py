@@ -1,7 +1,8 @@
 """The safety supervisor: who drives, how fast, and the one MCU command per tick. Sans-I/O.
 
 Every input is a method that takes the time on the vehicle clock (``now_ms``; a drive command
-carries its own ``received_ms``). :meth:`Supervisor.tick` is called at 50 Hz and returns a
+carries its own ``received_ms``). :meth:`Supervisor.tick` is called at 50 Hz (and at
+:meth:`Supervisor.next_deadline_ms`, when a watchdog turns between two ticks) and returns a
 :class:`TickOutput`: the mode, the setpoint for the MCU, whether the MCU should be armed, and
 the transitions since the last tick, each with a timestamp and a reason. Nothing here reads a
 clock, sleeps or does I/O; the asyncio layer feeds it and sends what it returns.
@@ -267,12 +268,14 @@ class Supervisor:
         age_ms = self._cmd.age_at(now_ms) if self._cmd is not None else 0.0
         return max(self._one_way_ms or 0.0, age_ms, 0.0)
 
-    def next_deadline_ms(self, now_ms: float) -> float | None:
-        """When, after ``now_ms``, a watchdog next may act if nothing new arrives (or None).
+    def next_deadline_ms(self) -> float | None:
+        """When a watchdog next may act, if nothing new arrives (None: no such time).
 
         That is, change the mode or stop the operator's command: the command age, link
         silence and video freeze that end operator driving, the command's own expiry, the
-        start of ``DEGRADED``, and autonomy's link-silence limit. A tick at that time sees the
+        start of ``DEGRADED``, and autonomy's link-silence limit. Only times from the last
+        tick on count (one that passed since has not been seen by a tick yet; one equal to it
+        may not have acted, the limits being strict). A tick just after the time sees the
         change at once, instead of up to ``tick_ms`` late.
         """
         cfg = self.config
@@ -291,7 +294,7 @@ class Supervisor:
                 times.append(reported_ms + cfg.video_freeze_ms - age_ms)
         elif self._mode is Mode.AUTONOMY and self._last_link_ms is not None:
             times.append(self._last_link_ms + cfg.stop_silence_ms)
-        ahead = [t for t in times if math.isfinite(t) and t > now_ms]
+        ahead = [t for t in times if math.isfinite(t) and t >= self._last_tick_ms]
         return min(ahead) if ahead else None
 
     # ---- inputs ----------------------------------------------------------------------------

@@ -591,47 +591,50 @@ def test_bad_config(kwargs: dict[str, float]) -> None:
 
 def test_the_next_deadline_is_when_a_watchdog_turns() -> None:
     drive = Drive()
-    assert drive.sup.next_deadline_ms(drive.now_ms) is None  # standby: nothing to watch
+    assert drive.sup.next_deadline_ms() is None  # standby: nothing to watch
     drive.teleop()
     sent_ms = drive.sent_vehicle_ms[drive.seq]
     link_ms = drive.now_ms
     cfg = drive.sup.config
-    # Driving: the first to turn is DEGRADED, the newest command's age reaching 150 ms.
-    assert drive.sup.next_deadline_ms(drive.now_ms) == sent_ms + cfg.degrade_age_ms
 
-    # The link goes silent (autonomy keeps reporting): a tick at each deadline sees each
-    # change at once.
-    def tick(at_ms: float) -> TickOutput:
+    def tick(at_ms: float) -> TickOutput:  # the link is silent; autonomy keeps reporting
         drive.sup.on_autonomy_status(at_ms, AUTONOMY_OK)
         return drive.sup.tick(at_ms)
 
-    deadline = drive.sup.next_deadline_ms(drive.now_ms)
-    assert deadline is not None
+    # Driving: the first to turn is DEGRADED, the newest command's age reaching 150 ms.
+    deadline = drive.sup.next_deadline_ms()
+    assert deadline == sent_ms + cfg.degrade_age_ms
     assert tick(deadline - 0.5).mode is Mode.TELEOP
     out = tick(deadline + 0.5)
-    assert out.mode is Mode.DEGRADED
-    deadline = drive.sup.next_deadline_ms(out.now_ms)
+    assert out.mode is Mode.DEGRADED  # a tick just after each deadline sees it at once
+    deadline = drive.sup.next_deadline_ms()
     assert deadline == sent_ms + cfg.fallback_age_ms  # command age, before link silence
     assert link_ms + cfg.fallback_age_ms > deadline
     out = tick(deadline + 0.5)
     assert out.mode is Mode.AUTONOMY  # at a command age of 250.5 ms, not up to a tick later
     assert out.delay_ms == cfg.fallback_age_ms + 0.5
     # Autonomy: the next is the link-silence limit of the minimal-risk stop.
-    deadline = drive.sup.next_deadline_ms(out.now_ms)
+    deadline = drive.sup.next_deadline_ms()
     assert deadline == link_ms + cfg.stop_silence_ms
     assert tick(deadline + 0.5).mode is Mode.MINIMAL_RISK_STOP
-    assert drive.sup.next_deadline_ms(deadline + 0.5) is None
+    assert drive.sup.next_deadline_ms() is None
 
 
-def test_a_deadline_already_passed_is_not_a_next_one() -> None:
+def test_deadlines_count_from_the_last_tick() -> None:
     drive = Drive()
-    drive.ttl_ms = 100.0  # the command expires (stops) before it is stale
+    drive.ttl_ms = 100.0  # the command expires (stops) before it turns stale
     drive.teleop()
     sent_ms = drive.sent_vehicle_ms[drive.seq]
-    now_ms = sent_ms + 120.0  # past the expiry, before DEGRADED
-    assert drive.sup.next_deadline_ms(now_ms) == sent_ms + drive.sup.config.degrade_age_ms
     cfg = drive.sup.config
-    link_ms = drive.now_ms + cfg.fallback_age_ms
-    assert drive.sup.next_deadline_ms(sent_ms + 260.0) == link_ms  # past the command's
-    video_ms = drive.now_ms + cfg.video_freeze_ms - drive.video_age_ms
-    assert drive.sup.next_deadline_ms(link_ms + 1.0) == video_ms
+    assert drive.sup.next_deadline_ms() == sent_ms + 100.0  # its expiry comes first
+    drive.sup.tick(sent_ms + 120.0)
+    assert drive.sup.next_deadline_ms() == sent_ms + cfg.degrade_age_ms
+    drive.sup.on_autonomy_status(sent_ms + 160.0, AUTONOMY_OK)
+    assert drive.sup.tick(sent_ms + 160.0).mode is Mode.DEGRADED
+    # Asked whenever after that tick (the loop does other work after a step), the command
+    # age deadline is still the next one until a tick has seen it: it is not "in the past".
+    assert drive.sup.next_deadline_ms() == sent_ms + cfg.fallback_age_ms
+    # A deadline equal to the last tick still counts (its limit is strict: not acted on).
+    drive.sup.on_autonomy_status(sent_ms + cfg.fallback_age_ms, AUTONOMY_OK)
+    assert drive.sup.tick(sent_ms + cfg.fallback_age_ms).mode is Mode.DEGRADED
+    assert drive.sup.next_deadline_ms() == sent_ms + cfg.fallback_age_ms
