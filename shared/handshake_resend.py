@@ -228,9 +228,15 @@ class ResendPlan:
             return []
         if key[0] == "dtls" and self._repeats(addr, data):
             self.stats.repeats_received += 1
+            log.debug(
+                "handshake: %d B of DTLS from %s:%d repeat what came before", len(data), *addr
+            )
             return self._resend_now(key, now_ms)
         if self._pending.pop(key, None) is not None:
             self.stats.received += 1
+            log.debug(
+                "handshake: %d B (%d) from %s:%d answer what was sent", len(data), data[0], *addr
+            )
         return []
 
     def _repeats(self, addr: Address, data: bytes) -> bool:
@@ -382,6 +388,13 @@ class HandshakeResender:
             self._remove_if_settled()
 
     def _send_all(self, datagrams: list[tuple[Address, bytes]]) -> None:
+        if datagrams and log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "handshake: re-sending %s",
+                ", ".join(
+                    f"{len(data)} B ({data[0]}) to {addr[0]}:{addr[1]}" for addr, data in datagrams
+                ),
+            )
         for addr, data in datagrams:
             inner = self._send.get(addr)
             if inner is not None and not inner.is_closing():

@@ -7,8 +7,9 @@ picture after a cut 2 s after the link came back). A segment sent after the lost
 receiver acknowledge out of order (SACK), and the sender's RACK loss detection retransmits a
 round trip later instead. So after each message, unless another follows, :class:`TailProbes`
 sends a ping at :data:`TAIL_PROBE_DELAYS_MS`: the first after a typical fade (50 ms on average
-under ``bad-cell``), the second after a long one. Two pings per burst of signaling messages
-cost nothing a link would notice.
+under ``bad-cell``), the second after a long one, the third after one of the rare fades that
+outlast both (a 185 ms fade took a `registered` and both pings; it came a second late). Three
+pings per burst of signaling messages cost nothing a link would notice.
 
 :class:`TailProbes` is the decision (sans-I/O); :class:`TailProber` runs it on a websocket.
 """
@@ -24,7 +25,7 @@ from websockets.exceptions import ConnectionClosed
 
 from teledrive.shared.errors import ConfigError
 
-TAIL_PROBE_DELAYS_MS: tuple[float, ...] = (60.0, 160.0)
+TAIL_PROBE_DELAYS_MS: tuple[float, ...] = (60.0, 160.0, 400.0)
 """When the probes go, in ms after the last message."""
 
 logger = logging.getLogger(__name__)
