@@ -146,6 +146,7 @@ def _key(addr: Address, data: bytes, *, sent: bool) -> tuple[str, object] | None
 class _Pending:
     data: bytes
     sent_ms: float
+    records: list[tuple[object, ...]]  # dtls_records(data), for DTLS (parsed once)
     resends: int = 0
 
 
@@ -209,10 +210,10 @@ class ResendPlan:
         pending = self._pending.setdefault(key, [])
         records = dtls_records(data) if key[0] == "dtls" else []
         for _addr, item in pending:
-            if item.data == data or (records and dtls_records(item.data) == records):
+            if item.data == data or (records and item.records == records):
                 return False  # the stack's own retransmission of what is already pending
         self.stats.sent += 1
-        pending.append((addr, _Pending(data, now_ms)))
+        pending.append((addr, _Pending(data, now_ms, records)))
         del pending[:-MAX_PENDING]
         return True
 

@@ -239,16 +239,26 @@ async def test_a_stalled_drive_channel_skips_commands_but_never_an_estop() -> No
         link.close()
 
 
+def vehicle_that_never_offers() -> tuple[
+    asyncio.Queue[str], Callable[[ClientConnection, m.SignalMessage], Awaitable[None]]
+]:
+    """A fake vehicle that takes each session the hub opens and never offers, and the queue
+    of those sessions' ids."""
+    connects: asyncio.Queue[str] = asyncio.Queue()
+
+    async def on_message(_ws: ClientConnection, message: m.SignalMessage) -> None:
+        if isinstance(message, m.Connect) and message.session is not None:
+            connects.put_nowait(message.session)
+
+    return connects, on_message
+
+
 async def test_a_session_waiting_for_its_offer_is_not_asked_for_again() -> None:
     # The hub opened a session and the vehicle's offer is slow to come (a long link, or the
     # operator busy closing its previous peer connection). Asking again would end that
     # session at the hub, and its bye would arrive before the next acknowledgement: each new
     # session ended the one before, a storm. The client waits SESSION_SETUP_S for the offer.
-    connects: asyncio.Queue[str] = asyncio.Queue()
-
-    async def slow_vehicle(_ws: ClientConnection, message: m.SignalMessage) -> None:
-        if isinstance(message, m.Connect) and message.session is not None:
-            connects.put_nowait(message.session)  # and never offers
+    connects, slow_vehicle = vehicle_that_never_offers()
 
     async with operator_and_fake_vehicle(slow_vehicle) as (hub, client):
         session = await asyncio.wait_for(connects.get(), WAIT_S)
@@ -262,12 +272,8 @@ async def test_a_session_waiting_for_its_offer_is_not_asked_for_again() -> None:
 
 
 async def test_a_session_whose_offer_never_comes_is_given_up_after_the_setup_time() -> None:
-    connects: asyncio.Queue[str] = asyncio.Queue()
+    connects, silent_vehicle = vehicle_that_never_offers()
     now_s = [time.monotonic()]
-
-    async def silent_vehicle(_ws: ClientConnection, message: m.SignalMessage) -> None:
-        if isinstance(message, m.Connect) and message.session is not None:
-            connects.put_nowait(message.session)  # and never offers
 
     async with operator_and_fake_vehicle(silent_vehicle, clock=lambda: now_s[0]) as (hub, client):
         first = await asyncio.wait_for(connects.get(), WAIT_S)
@@ -289,11 +295,7 @@ async def test_a_failed_answer_while_a_request_is_pending_does_not_start_a_storm
     # session, presence "no operator") made the client ask again before the acknowledgement
     # came, so every request ended the session the one before had opened: thousands of
     # sessions in 7 s, until the vehicle's signaling link drowned.
-    connects: asyncio.Queue[str] = asyncio.Queue()
-
-    async def slow_vehicle(_ws: ClientConnection, message: m.SignalMessage) -> None:
-        if isinstance(message, m.Connect) and message.session is not None:
-            connects.put_nowait(message.session)  # and never offers
+    connects, slow_vehicle = vehicle_that_never_offers()
 
     async with operator_and_fake_vehicle(slow_vehicle) as (hub, client):
         first = await asyncio.wait_for(connects.get(), WAIT_S)
