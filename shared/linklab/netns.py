@@ -12,9 +12,10 @@ The vehicle is on one side of the emulated 1200 km link; the hub and the operato
 both in the operations centre, on the other side, joined by a bridge in the router namespace
 (hub <-> operator traffic is local and unimpaired). The relay moves frames between ``veh`` and
 ``opsr``; the bridge only sends it frames for the vehicle (or broadcasts), because it learns
-where MAC addresses live. All three endpoints share one /24 from the private 10/8 range, which
-exists only inside these namespaces: no namespace has a route or link to the host, so no
-traffic can leave the machine.
+where MAC addresses live. Every endpoint knows the others' MAC addresses (static neighbour
+entries), so no ARP crosses the emulated link. All three endpoints share one /24 from the
+private 10/8 range, which exists only inside these namespaces: no namespace has a route or
+link to the host, so no traffic can leave the machine.
 
 Names: namespaces are ``<prefix>-<pid>-<n>-<role>`` (pid of the creating process), so several
 labs can coexist, and :func:`cleanup` can tell leftovers of dead processes from live labs.
@@ -58,6 +59,11 @@ ADDRESSES: dict[Role, str] = {
     "vehicle": "10.201.0.1",
     "hub": "10.201.0.2",
     "operator": "10.201.0.3",
+}
+MAC_ADDRESSES: dict[Role, str] = {  # locally administered, one per endpoint
+    "vehicle": "02:00:0a:c9:00:01",
+    "hub": "02:00:0a:c9:00:02",
+    "operator": "02:00:0a:c9:00:03",
 }
 ENDPOINT_IF = "eth0"
 RELAY_VEHICLE_IF = "veh"
@@ -196,7 +202,8 @@ def create_topology(names: LabNames) -> None:
     for role in ENDPOINT_ROLES:
         endpoint, port = names.namespace(role), _ROUTER_PORT_IF[role]
         veth = f"type veth peer name {port} netns {router}"
-        _ip(None, f"link add name {ENDPOINT_IF} netns {endpoint} {veth}")
+        mac = MAC_ADDRESSES[role]
+        _ip(None, f"link add name {ENDPOINT_IF} address {mac} netns {endpoint} {veth}")
     _ip(router, f"link add name {RELAY_OPS_IF} type veth peer name {_BRIDGE_UPLINK_IF}")
     _ip(router, f"link add name {_BRIDGE_IF} type bridge stp_state 0 forward_delay 0")
     for port in (_BRIDGE_UPLINK_IF, _ROUTER_PORT_IF["hub"], _ROUTER_PORT_IF["operator"]):
@@ -211,6 +218,14 @@ def create_topology(names: LabNames) -> None:
         # fits the MTU.
         _run(_in_ns(namespace, "ethtool", "-K", ENDPOINT_IF, "tx", "off"))
         _ip(namespace, f"link set {ENDPOINT_IF} up")
+        # Static neighbours: no ARP crosses the emulated link. A vehicle's modem is its only
+        # layer-2 neighbour, and nothing resolves addresses over the air. Over the relay an
+        # entry whose probes a cut or a fade took would fail, and the kernel would hold every
+        # datagram to that address until a new resolution crossed the link (up to a second).
+        for other in ENDPOINT_ROLES:
+            if other != role:
+                neighbour = f"{ADDRESSES[other]} lladdr {MAC_ADDRESSES[other]}"
+                _ip(namespace, f"neigh replace {neighbour} dev {ENDPOINT_IF} nud permanent")
 
 
 def _kill_namespace_processes(namespace: str, *, spare_pid: int | None) -> None:

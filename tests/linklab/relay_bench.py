@@ -33,7 +33,7 @@ def run(rate_bps: float, delay_ms: float, duration_s: float, size: int) -> dict[
         target = f"{lab.addr('operator')}:{PORT}"
         echo = lab.run_in("operator", [*TOOL, "echo", "--port", str(PORT)], stdout=subprocess.PIPE)
         echo.stdout.readline()  # type: ignore[union-attr]
-        # Resolve ARP across the link first, so the first datagrams do not wait for it.
+        # One exchange first, so the first datagrams do not include the sockets' first use.
         warm = lab.run_in(
             "vehicle", [*TOOL, "ping", "--to", target, "--count", "3"], stdout=subprocess.DEVNULL
         )

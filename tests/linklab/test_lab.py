@@ -82,7 +82,7 @@ def ping(
 
 
 def warm_up(lab: LinkLab) -> None:
-    """Resolve ARP across the link, so that measurements do not include it."""
+    """A first exchange, so that measurements do not include the sockets' first use."""
     result = result_of(ping(lab, "--count", "3", "--interval-ms", "5"))
     assert any(rtt is not None for rtt in result["rtts_ms"]), "no echo reply at all"
 
@@ -110,6 +110,39 @@ def test_rtt_is_twice_the_one_way_delay() -> None:
     assert sorted(rtts)[len(rtts) // 2] < 43.0  # median: 2 x 20 ms plus little overhead
 
 
+def test_no_address_resolution_crosses_the_link() -> None:
+    # A vehicle's only layer-2 neighbour is its modem: nothing should wait for ARP over the
+    # emulated link, neither the first datagram nor the first after a cut. The vehicle's
+    # neighbour timers are made short, so that with ARP over the link its entry for the
+    # operator would fail during the cut (probes lost) and need a resolution afterwards.
+    delay_ms, interval_ms, cut_s = 30.0, 20.0, 2.5
+    with LinkLab(fixed("fixed-30ms", delay_ms=delay_ms), prefix=PREFIX) as lab:
+        for setting in (
+            "base_reachable_time_ms=200",
+            "delay_first_probe_time=1",
+            "ucast_solicit=1",
+            "retrans_time_ms=100",
+        ):
+            sysctl = f"net.ipv4.neigh.eth0.{setting}"
+            subprocess.run(
+                ["ip", "netns", "exec", lab.namespace("vehicle"), "sysctl", "-q", "-w", sysctl],
+                check=True,
+            )
+        start_echo(lab)
+        count = int(6000 / interval_ms)
+        pinger = ping(lab, "--count", str(count), "--interval-ms", str(interval_ms))
+        read_line(pinger, "first-reply")
+        lab.cut(cut_s)
+        rtts = result_of(pinger)["rtts_ms"]
+    assert rtts[0] is not None, rtts[:3]
+    assert rtts[0] < 2 * delay_ms + 15.0, rtts[:3]
+    lost = rtts.index(None)  # the cut
+    back = next(i for i in range(lost, len(rtts)) if rtts[i] is not None)
+    assert (back - lost) * interval_ms >= cut_s * 1000.0 / 2  # the cut did take them
+    # The first datagram through after the cut took one round trip, not a resolution too.
+    assert rtts[back] < 2 * delay_ms + 15.0, rtts[back : back + 5]
+
+
 def test_hub_is_reachable_from_both_sides_and_local_to_the_operator() -> None:
     with LinkLab(fixed("fixed-15ms", delay_ms=15.0), prefix=PREFIX) as lab:
         start_echo(lab, role="hub")
@@ -124,7 +157,7 @@ def test_hub_is_reachable_from_both_sides_and_local_to_the_operator() -> None:
 def test_loss_ratio_is_within_statistical_bounds() -> None:
     with LinkLab("lan", prefix=PREFIX, seed=7) as lab:
         start_echo(lab)
-        warm_up(lab)  # before the loss, so ARP is not lost
+        warm_up(lab)
         lab.set_profile(fixed("lossy", loss_ratio=0.2))
         rtts = result_of(ping(lab, "--count", "1000", "--interval-ms", "1"))["rtts_ms"]
         stats = lab.stats()
