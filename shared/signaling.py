@@ -299,7 +299,9 @@ class SignalingClient:
         if ws is not None:
             await ws.close()
 
-    async def redial(self, timeout_s: float) -> bool:
+    async def redial(
+        self, timeout_s: float, prepare: Callable[[], Awaitable[None]] | None = None
+    ) -> bool:
         """Dials a fresh connection now, alongside the current one, and lets it take over.
 
         For when the caller knows the network was cut: the current websocket may be a zombie
@@ -310,12 +312,22 @@ class SignalingClient:
         never dropped while it registers (it is as fresh as this one, and a second
         registration would end the session the hub may have opened on the first).
 
+        Args:
+            timeout_s: how long the new connection may take to open.
+            prepare: awaited before dialling (the vehicle builds the offer its registration
+                carries). A connection that registered or took over meanwhile makes this
+                call give up, as one that does so while this call dials.
+
         Returns:
             Whether this call's connection took over.
         """
         if self._closing.is_set():
             return False
         before = (self._stats.registrations, self._stats.redials, self._stats.connects)
+        if prepare is not None:
+            await prepare()
+            if (self._stats.registrations, self._stats.redials, self._stats.connects) != before:
+                return False
         options = self._options(open_timeout_s=timeout_s)
         try:
             async with asyncio.timeout(timeout_s):

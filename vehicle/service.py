@@ -246,18 +246,12 @@ class VehicleService:
         )
 
     async def _redial(self, timeout_s: float) -> bool:
-        stats = self.signaling.stats
-        before = (stats.registrations, stats.redials)
-        await self.offers.prepare()
-        # Another attempt (or the client's own reconnect) may have got through while the
-        # offer was being made: dialling now could take over a connection just registered.
-        if (stats.registrations, stats.redials) == before and await self.signaling.redial(
-            timeout_s
-        ):
+        before = self.signaling.stats.registrations
+        if await self.signaling.redial(timeout_s, prepare=self.offers.prepare):
             return True
         # A registration since this attempt began means the hub link is fresh: further
         # re-dials would only open connections to close them.
-        return stats.registrations > before[0]
+        return self.signaling.stats.registrations > before
 
     async def _on_signal(self, message: m.SignalMessage) -> None:
         match message:

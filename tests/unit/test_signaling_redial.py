@@ -139,3 +139,50 @@ async def test_redial_leaves_a_connection_that_is_registering_alone(
         assert registers.empty()  # without registering on it
         assert vehicle.client.stats.redials == 0
         assert vehicle.client.stats.registrations == 1
+
+
+async def test_redial_gives_up_when_another_took_over_while_it_prepared(
+    hub: Hub, clients: list[Running]
+) -> None:
+    # The vehicle builds its next offer before re-dialling; if another re-dial got through
+    # meanwhile, dialling now would only take over the connection that just registered.
+    dials = 0
+
+    async def counting(url: str, **options: Any) -> ClientConnection:
+        nonlocal dials
+        dials += 1
+        return await connect(url, **options)
+
+    vehicle = start(clients, url_of(hub), "vehicle", "v1", connect=counting, **FAST_BACKOFF)
+    await vehicle.client.wait_registered(WAIT_S)
+    preparing = asyncio.Event()
+    prepared = asyncio.Event()
+
+    async def prepare() -> None:
+        preparing.set()
+        await prepared.wait()
+
+    slow = asyncio.ensure_future(vehicle.client.redial(REDIAL_S, prepare=prepare))
+    async with asyncio.timeout(WAIT_S):
+        await preparing.wait()
+    assert await vehicle.client.redial(REDIAL_S)
+    assert dials == 2
+    prepared.set()
+    async with asyncio.timeout(WAIT_S):
+        assert not await slow
+    assert dials == 2  # it did not even dial
+    assert vehicle.client.stats.redials == 1
+    await hub.wait_stats(lambda s: s["registrations"] == 2 and s["vehicles"] == 1, WAIT_S)
+
+
+async def test_redial_after_prepare_takes_over(hub: Hub, clients: list[Running]) -> None:
+    vehicle = start(clients, url_of(hub), "vehicle", "v1", **FAST_BACKOFF)
+    await vehicle.client.wait_registered(WAIT_S)
+    calls: list[int] = []
+
+    async def prepare() -> None:
+        calls.append(vehicle.client.stats.connects)
+
+    assert await vehicle.client.redial(REDIAL_S, prepare=prepare)
+    assert calls == [1]  # prepared once, before the new connection was opened
+    await hub.wait_stats(lambda s: s["registrations"] == 2 and s["vehicles"] == 1, WAIT_S)
