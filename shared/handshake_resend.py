@@ -36,10 +36,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from teledrive.shared.errors import ConfigError, TeledriveError
+from teledrive.shared.handshake_datagrams import Address, dtls_records, handshake_key
 
 log = logging.getLogger(__name__)
 
-Address = tuple[str, int]
 
 DEFAULT_RESEND_AFTER_MS = 300.0
 """Wait before a re-send when the round trip is not known (a bad cell's is about 250 ms)."""
@@ -69,77 +69,12 @@ def resend_after_ms(rtt_ms: float | None) -> float:
     return max(MIN_RESEND_AFTER_MS, 1.5 * rtt_ms)
 
 
-_STUN_HEADER_BYTES = 20
-_STUN_COOKIE = b"\x21\x12\xa4\x42"
-
-
-_DTLS_RECORD_HEADER_BYTES = 13
-_DTLS_HANDSHAKE = 22
-_DTLS_HANDSHAKE_HEADER_BYTES = 12
 MAX_SEEN_RECORDS = 64
 """DTLS records remembered per address, to tell a repeated flight from a new one."""
 REPEAT_SPACING_MS = 20.0
 """Least time between a datagram and its copy sent for a repeat of the peer's flight."""
 MAX_SEEN_ADDRESSES = 8
 """Addresses whose DTLS records are remembered (the peer's, and any stray sender's)."""
-
-
-def dtls_records(data: bytes) -> list[tuple[object, ...]]:
-    """What each DTLS record of a datagram carries, the same in every copy of it.
-
-    A plaintext handshake record (epoch 0) by message type, sequence and fragment offset (a
-    retransmission has a new record sequence number but the same messages); an encrypted one
-    (the Finished, the only handshake message after ChangeCipherSpec in DTLS-SRTP) by its
-    epoch, since each retransmission encrypts it anew; any other record by its type, epoch and
-    body. A truncated record ends the list.
-
-    Returns:
-        One hashable tuple per record, in order.
-    """
-    records: list[tuple[object, ...]] = []
-    pos = 0
-    while pos + _DTLS_RECORD_HEADER_BYTES <= len(data):
-        content_type = data[pos]
-        epoch = data[pos + 3 : pos + 5]
-        length = int.from_bytes(data[pos + 11 : pos + 13], "big")
-        body = data[pos + 13 : pos + 13 + length]
-        if len(body) < length:
-            break
-        if (
-            content_type == _DTLS_HANDSHAKE
-            and epoch == b"\x00\x00"
-            and len(body) >= _DTLS_HANDSHAKE_HEADER_BYTES
-        ):
-            records.append((content_type, body[0], body[4:6], body[6:9]))
-        elif content_type == _DTLS_HANDSHAKE:
-            records.append((content_type, epoch))
-        else:
-            records.append((content_type, epoch, body))
-        pos += _DTLS_RECORD_HEADER_BYTES + length
-    return records
-
-
-def _key(addr: Address, data: bytes, *, sent: bool) -> tuple[str, object] | None:
-    """What a datagram waits for (sent) or answers (received), by its first byte (RFC 7983).
-
-    A STUN request waits for the response with its transaction id; a DTLS datagram for new
-    DTLS from the same address (:meth:`ResendPlan.on_received` tells a repeat from new);
-    anything else is not tracked.
-    """
-    if not data:
-        return None
-    first = data[0]
-    if first < 4 and len(data) >= _STUN_HEADER_BYTES and data[4:8] == _STUN_COOKIE:
-        message_class = ((data[0] & 0x01) << 1) | ((data[1] >> 4) & 0x01)
-        is_request = message_class == 0
-        if sent != is_request:
-            return None  # only our requests wait, only responses (or errors) answer
-        if not sent and message_class == 1:
-            return None  # an indication answers nothing
-        return ("stun", data[8:20])
-    if 20 <= first <= 63:
-        return ("dtls", addr)
-    return None
 
 
 @dataclass(slots=True)
@@ -204,7 +139,7 @@ class ResendPlan:
 
     def on_sent(self, addr: Address, data: bytes, now_ms: float) -> bool:
         """A datagram went to ``addr``; True if it waits for an answer (a timer may be due)."""
-        key = _key(addr, data, sent=True)
+        key = handshake_key(addr, data, sent=True)
         if key is None:
             return False
         pending = self._pending.setdefault(key, [])
@@ -224,7 +159,7 @@ class ResendPlan:
             What to send again now: the DTLS pending for ``addr`` when the datagram repeats a
             DTLS flight the peer sent before (ours did not get there). Counted as re-sent.
         """
-        key = _key(addr, data, sent=False)
+        key = handshake_key(addr, data, sent=False)
         if key is None:
             return []
         if key[0] == "dtls" and self._repeats(addr, data):

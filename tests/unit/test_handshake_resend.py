@@ -13,13 +13,13 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from udp_link import StallableLink
 
 from teledrive.shared.errors import ConfigError
+from teledrive.shared.handshake_datagrams import dtls_records
 from teledrive.shared.handshake_resend import (
     DEFAULT_RESEND_AFTER_MS,
     EARLY_COPY_MS,
     MIN_RESEND_AFTER_MS,
     HandshakeResender,
     ResendPlan,
-    dtls_records,
     install_handshake_resender,
     resend_after_ms,
 )
