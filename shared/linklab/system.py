@@ -486,7 +486,20 @@ class LabSystem:
         A fade of the uplink takes the video away, one of the downlink the requests that
         recover it (NACKs, keyframe requests); no receiver can show a frame before the link
         is back. What is left of a gap is the time the system itself took to recover (see
-        :func:`longest_gap_ms`). ``stats``: a snapshot of ``self.lab.stats()`` already taken.
+        :func:`gaps_beyond_fades_ms`). ``stats``: a snapshot of ``self.lab.stats()`` already taken.
+        """
+        return max(self.freezes_beyond_fades_ms(since_ms, until_ms, stats=stats), default=0.0)
+
+    def freezes_beyond_fades_ms(
+        self,
+        since_ms: float,
+        until_ms: float = float("inf"),
+        *,
+        stats: dict[str, Any] | None = None,
+    ) -> list[float]:
+        """Every gap between frames at the operator (cuts left out), less the link's fades.
+
+        See :meth:`longest_freeze_beyond_fades_ms`; in time order.
         """
         stats = stats if stats is not None else self.lab.stats()
         profile = self.lab.profile
@@ -499,7 +512,7 @@ class LabSystem:
             profile.uplink.delay_ms + profile.uplink.jitter_ms,
             profile.downlink.delay_ms + profile.downlink.jitter_ms,
         )
-        return longest_gap_ms(
+        return gaps_beyond_fades_ms(
             self.frame_times(since_ms, until_ms),
             self.cuts,
             fades=fades,
@@ -523,14 +536,26 @@ def longest_gap_ms(
     fades: Sequence[tuple[float, float]] = (),
     lookback_ms: float = 0.0,
 ) -> float:
-    """The longest gap between consecutive frame times, less what the link took away.
+    """The longest of :func:`gaps_beyond_fades_ms` (0 for fewer than two frames)."""
+    return max(
+        gaps_beyond_fades_ms(times_ms, cuts, fades=fades, lookback_ms=lookback_ms), default=0.0
+    )
+
+
+def gaps_beyond_fades_ms(
+    times_ms: Sequence[float],
+    cuts: Sequence[Cut],
+    *,
+    fades: Sequence[tuple[float, float]] = (),
+    lookback_ms: float = 0.0,
+) -> list[float]:
+    """Each gap between consecutive frame times, less what the link took away.
 
     Gaps that overlap a cut are left out. From each other gap the time covered by the fades
     (``(start_ms, end_ms)``, either direction) that began between ``lookback_ms`` (the worst
     one-way delay: frames lost in a fade were due that much later) before the gap's first
     frame and its last frame is subtracted (up to that last frame), overlapping fades counted
-    once. Times, cuts and
-    fades share one clock.
+    once. Times, cuts and fades share one clock.
 
     Args:
         times_ms: frame arrival times, ascending.
@@ -539,9 +564,9 @@ def longest_gap_ms(
         lookback_ms: how long before a gap a fade may begin and still count against it.
 
     Returns:
-        The longest remaining gap in ms (0 for fewer than two frames).
+        The remaining length of each gap in ms, in time order.
     """
-    longest = 0.0
+    gaps: list[float] = []
     for before, after in itertools.pairwise(times_ms):
         if any(before < cut.end_ms and after > cut.start_ms for cut in cuts):
             continue
@@ -554,8 +579,8 @@ def longest_gap_ms(
         for start, end in counted:
             faded_ms += max(0.0, end - max(start, covered_until))
             covered_until = max(covered_until, end)
-        longest = max(longest, after - before - faded_ms)
-    return longest
+        gaps.append(after - before - faded_ms)
+    return gaps
 
 
 def _stop(process: subprocess.Popen[str]) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from teledrive.shared.linklab.system import Cut, longest_gap_ms
+from teledrive.shared.linklab.system import Cut, gaps_beyond_fades_ms, longest_gap_ms
 
 
 def cut(start_ms: float, end_ms: float) -> Cut:
@@ -48,3 +48,11 @@ def test_a_fade_outside_the_gap_is_not_subtracted() -> None:
     assert longest_gap_ms(times, [], fades=too_early, lookback_ms=120.0) == 600.0
     after = [(600.0, 700.0)]  # began with the gap's last frame: a later gap's business
     assert longest_gap_ms(times, [], fades=after, lookback_ms=120.0) == 600.0
+
+
+def test_every_gap_is_listed_in_time_order_cuts_left_out() -> None:
+    times = [0.0, 33.0, 533.0, 566.0, 3566.0, 3600.0, 3900.0]
+    fades = [(100.0, 300.0)]
+    gaps = gaps_beyond_fades_ms(times, [cut(700.0, 3000.0)], fades=fades, lookback_ms=120.0)
+    assert gaps == [33.0, 300.0, 33.0, 34.0, 300.0]
+    assert gaps_beyond_fades_ms([5.0], []) == []
