@@ -624,10 +624,18 @@ class FastJitterBuffer:
                 self._blocked_since_ms = self._now_ms
             blocked_ms = self._now_ms - self._blocked_since_ms
             if blocked_ms <= self.wait_ms:
-                if self._may_ask_early() and blocked_ms >= self.early_keyframe_after_ms:
+                if self._awaiting_keyframe and self._last_request_ms is not None:
+                    # Stuck waiting for a keyframe already asked for: ask again as soon as
+                    # the interval allows (the request or the keyframe may have been lost).
+                    self._request_keyframe()
+                elif (
+                    self._may_ask_early()
+                    and blocked_ms >= self.early_keyframe_after_ms
+                    and self._request_keyframe()
+                ):
+                    # Marked only once asked: a request the interval held back is retried.
                     self._asked_early = True
-                    if self._request_keyframe():
-                        self.stats.keyframe_requests_early += 1
+                    self.stats.keyframe_requests_early += 1
                 return False
             self.stats.waits_expired += 1
             logger.debug("video: gave up a frame after waiting %.0f ms", blocked_ms)

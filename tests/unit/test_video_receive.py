@@ -583,6 +583,35 @@ def test_keyframe_requests_wait_for_the_keyframe_to_arrive(
     assert h.buffer.stats.keyframe_requests == len(times_ms)
 
 
+@pytest.mark.parametrize("lose", ["marker", "whole frame"])
+def test_a_stream_stuck_after_a_loss_asks_for_a_keyframe_at_every_interval(
+    h264_frames: list[EncodedFrame], lose: str
+) -> None:
+    # Frame 1 is lost (its end, or all of it) and neither its retransmission nor any keyframe
+    # ever comes (the requests were lost). Every later frame is an inter frame that cannot be
+    # released, so the stream stays blocked: the buffer must keep asking for a keyframe as
+    # often as the interval allows, not only when a wait runs out again.
+    frames = [h264_frames[0]] + [h264_frames[1]] * 60  # 2 s after the loss
+    wire = packetize(frames, H264_PT)
+    first, last = wire.frame_of.index(1), wire.last_packet_of(1)
+    lost = {last} if lose == "marker" else set(range(first, last + 1))
+    h = Harness(wire, wait_ms=None, feedback_copies=1)  # copies are tested on their own
+    for _ in range(20):
+        h.buffer.observe_rtt_ms(250.0)
+    interval_ms = h.buffer.keyframe_interval_ms
+    h.feed(*(i for i in range(len(wire.packets)) if i not in lost))
+    assert h.released_frames() == [0]
+    times_ms = [wire.frame_of[i] * FRAME_MS for i in h.plis]
+    assert times_ms[0] - FRAME_MS <= h.buffer.wait_ms  # the first: early, or the give-up
+    gaps_ms = [b - a for a, b in itertools.pairwise(times_ms)]
+    assert len(gaps_ms) >= 2
+    assert all(interval_ms <= gap < interval_ms + FRAME_MS + 1e-6 for gap in gaps_ms), (
+        gaps_ms,
+        interval_ms,
+        h.buffer.wait_ms,
+    )
+
+
 def test_observe_rtt_refuses_nonsense() -> None:
     buffer = FastJitterBuffer(clock_ms=frozen_clock)
     before = buffer.timer.wait_ms
