@@ -11,7 +11,8 @@ response comes (same transaction id), a DTLS datagram until new DTLS comes back 
 address. The copies are exact: a receiver drops one it already has (STUN by transaction id,
 DTLS by record sequence number). A DTLS flight the peer sends again (its own copy, or OpenSSL's
 retransmission) is not an answer but the sign that ours was lost: what is pending for that
-address goes out again at once. (OpenSSL answers a repeated flight only when its own 1 s timer
+address goes out again at once, and once more :data:`EARLY_COPY_MS` later in case the fade
+that took ours is still on. (OpenSSL answers a repeated flight only when its own 1 s timer
 runs out; taking the repeat for an answer cost a bad-cell reconnect that second.) Media
 (RTP, RTCP) is never repeated. Once DTLS is connected the resender removes itself, as soon as
 no DTLS datagram of its own waits for an answer: the side that completes first (the DTLS
@@ -83,6 +84,7 @@ class _Pending:
     sent_ms: float
     records: list[tuple[object, ...]]  # dtls_records(data), for DTLS (parsed once)
     resends: int = 0
+    early: bool = True  # the next timed copy waits early_copy_ms (after a loss just seen)
 
 
 @dataclass(slots=True)
@@ -108,7 +110,8 @@ class ResendPlan:
             sent again (> 0).
         copies: re-sends of one datagram at most (>= 0).
         early_copy_ms: the first re-send's wait if shorter than ``resend_after_ms`` (> 0), or
-            None to wait ``resend_after_ms`` for every re-send.
+            None to wait ``resend_after_ms`` for every re-send. A copy sent at once for a
+            repeat of the peer's flight is also followed by one after this wait.
 
     Raises:
         ConfigError: a value out of range.
@@ -133,7 +136,7 @@ class ResendPlan:
             )
 
     def _wait_ms(self, item: _Pending) -> float:
-        if item.resends == 0 and self.early_copy_ms is not None:
+        if item.early and self.early_copy_ms is not None:
             return min(self.early_copy_ms, self.resend_after_ms)
         return self.resend_after_ms
 
@@ -198,6 +201,9 @@ class ResendPlan:
             if item.resends < self.copies and now_ms - item.sent_ms >= REPEAT_SPACING_MS:
                 item.resends += 1
                 item.sent_ms = now_ms
+                # The repeat says ours was lost just now: the fade that took it may still be
+                # on, so the next copy follows early too, not a round trip and a half later.
+                item.early = True
                 out.append((addr, item.data))
         self.stats.resent += len(out)
         return out
@@ -210,6 +216,7 @@ class ResendPlan:
                 if item.resends < self.copies and now_ms - item.sent_ms >= self._wait_ms(item):
                     item.resends += 1
                     item.sent_ms = now_ms
+                    item.early = False
                     out.append((addr, item.data))
         self.stats.resent += len(out)
         return out

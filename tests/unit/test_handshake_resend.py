@@ -372,6 +372,23 @@ def test_the_first_copy_goes_early_on_a_long_round_trip() -> None:
         ResendPlan(early_copy_ms=0.0)
 
 
+def test_a_copy_sent_for_a_repeat_is_followed_by_an_early_one() -> None:
+    # Under bad-cell the vehicle's final DTLS flight fell in a 106 ms fade; the operator's
+    # copy of its own flight came 30 ms later, still in the fade, and the flight sent again
+    # for it was lost too. The next copy must come past the fade, not 1.5 round trips on.
+    plan = ResendPlan(resend_after_ms=375.0, copies=3, early_copy_ms=100.0)
+    peer_flight = dtls_handshake(record_seq=0, message_seq=1)
+    final = dtls_handshake(record_seq=0, message_seq=2, msg_type=20)
+    plan.on_received(PEER, peer_flight, 0.0)
+    plan.on_sent(PEER, final, 1.0)
+    assert plan.on_received(PEER, peer_flight, 30.0) == [(PEER, final)]
+    assert plan.next_due_ms() == 130.0
+    assert plan.due(130.0) == [(PEER, final)]
+    assert plan.next_due_ms() == 505.0  # a timed copy: then a round trip and a half
+    assert plan.due(505.0) == [(PEER, final)]
+    assert plan.next_due_ms() is None  # three copies in all
+
+
 def test_the_stacks_own_retransmission_is_not_pending_twice() -> None:
     plan = ResendPlan(resend_after_ms=100.0, copies=1)
     request = stun(BINDING_REQUEST, b"E" * 12)
