@@ -25,7 +25,9 @@ first frame of the new session plus ``--after`` seconds.
   one-way delay, and with retransmission it lasts about a fade plus a round trip.
 * freezes_beyond_fades_over_ms: how many gaps (beyond fades) passed 300 and 500 ms, and
   ``freezes_measured`` how many gaps there were: for long runs (``--window``, ``--cuts``,
-  ``--after``), where the worst case alone says little about how often a bound breaks.
+  ``--after``), where the worst case alone says little about how often a bound breaks;
+  ``freezes_over_500_beyond_fades`` lists the first ten of those over 500 ms, each with how
+  long after the end of the last cut it began (None: before the first cut).
 * video_frozen_fallbacks: times the vehicle left the operator because the operator's video
   froze for 300 ms, in the steady window (the safe reaction to a long retransmission).
 * stale_commands_applied: the vehicle's runtime count of commands applied past their bound;
@@ -96,6 +98,7 @@ def per_frame_bursts(profile: LinkProfile) -> LinkProfile:
 
 
 FREEZE_THRESHOLDS_MS = (300, 500)
+MAX_LISTED = 10
 RECONNECT_BOUND_MS = 2000.0
 
 
@@ -142,7 +145,9 @@ def run(
             from_before += lab.commands_applied_from_before(cut)
         freeze_ms = lab.longest_freeze_ms(window_start_ms)
         link = lab.lab.stats()
-        beyond_fades = lab.freezes_beyond_fades_ms(window_start_ms, stats=link)
+        gaps = lab.freezes(window_start_ms, stats=link)
+        beyond_fades = [gap.beyond_fades_ms for gap in gaps]
+        cut_ends = [cut.end_ms for cut in lab.cuts]
         driven_s = (now_ms() - window_start_ms) / 1000.0
         final = lab.stop_probe() or {}
     known_fallbacks = [f for f in fallbacks if f is not None]
@@ -178,6 +183,20 @@ def run(
         "freezes_beyond_fades_over_ms": {
             str(limit): sum(gap > limit for gap in beyond_fades) for limit in FREEZE_THRESHOLDS_MS
         },
+        "freezes_over_500_beyond_fades": [
+            {
+                "gap_ms": _r(gap.length_ms),
+                "beyond_fades_ms": _r(gap.beyond_fades_ms),
+                "after_cut_ms": _r(
+                    min(
+                        (gap.start_ms - end for end in cut_ends if end <= gap.start_ms),
+                        default=None,
+                    )
+                ),
+            }
+            for gap in gaps
+            if gap.beyond_fades_ms > FREEZE_THRESHOLDS_MS[-1]
+        ][:MAX_LISTED],
         "video_frozen_fallbacks": frozen,
         "stale_commands_applied": final.get("stale_commands_applied"),
         "commands_from_before_cut_applied_after": from_before,

@@ -501,6 +501,19 @@ class LabSystem:
 
         See :meth:`longest_freeze_beyond_fades_ms`; in time order.
         """
+        return [gap.beyond_fades_ms for gap in self.freezes(since_ms, until_ms, stats=stats)]
+
+    def freezes(
+        self,
+        since_ms: float,
+        until_ms: float = float("inf"),
+        *,
+        stats: dict[str, Any] | None = None,
+    ) -> list[Gap]:
+        """Every gap between frames at the operator (cuts left out), with its time and length.
+
+        ``stats``: a snapshot of ``self.lab.stats()`` already taken.
+        """
         stats = stats if stats is not None else self.lab.stats()
         profile = self.lab.profile
         fades = [
@@ -512,7 +525,7 @@ class LabSystem:
             profile.uplink.delay_ms + profile.uplink.jitter_ms,
             profile.downlink.delay_ms + profile.downlink.jitter_ms,
         )
-        return gaps_beyond_fades_ms(
+        return frame_gaps(
             self.frame_times(since_ms, until_ms),
             self.cuts,
             fades=fades,
@@ -542,14 +555,28 @@ def longest_gap_ms(
     )
 
 
-def gaps_beyond_fades_ms(
+class Gap(NamedTuple):
+    """A gap between two frames at the operator.
+
+    Attributes:
+        start_ms: arrival of the frame before it.
+        length_ms: time to the next frame.
+        beyond_fades_ms: ``length_ms`` less the link's fades in it (see :func:`frame_gaps`).
+    """
+
+    start_ms: float
+    length_ms: float
+    beyond_fades_ms: float
+
+
+def frame_gaps(
     times_ms: Sequence[float],
     cuts: Sequence[Cut],
     *,
     fades: Sequence[tuple[float, float]] = (),
     lookback_ms: float = 0.0,
-) -> list[float]:
-    """Each gap between consecutive frame times, less what the link took away.
+) -> list[Gap]:
+    """Each gap between consecutive frame times, and what is left of it beyond the link's fades.
 
     Gaps that overlap a cut are left out. From each other gap the time covered by the fades
     (``(start_ms, end_ms)``, either direction) that began between ``lookback_ms`` (the worst
@@ -564,9 +591,9 @@ def gaps_beyond_fades_ms(
         lookback_ms: how long before a gap a fade may begin and still count against it.
 
     Returns:
-        The remaining length of each gap in ms, in time order.
+        The gaps, in time order.
     """
-    gaps: list[float] = []
+    gaps: list[Gap] = []
     for before, after in itertools.pairwise(times_ms):
         if any(before < cut.end_ms and after > cut.start_ms for cut in cuts):
             continue
@@ -579,8 +606,20 @@ def gaps_beyond_fades_ms(
         for start, end in counted:
             faded_ms += max(0.0, end - max(start, covered_until))
             covered_until = max(covered_until, end)
-        gaps.append(after - before - faded_ms)
+        gaps.append(Gap(before, after - before, after - before - faded_ms))
     return gaps
+
+
+def gaps_beyond_fades_ms(
+    times_ms: Sequence[float],
+    cuts: Sequence[Cut],
+    *,
+    fades: Sequence[tuple[float, float]] = (),
+    lookback_ms: float = 0.0,
+) -> list[float]:
+    """The ``beyond_fades_ms`` of each of :func:`frame_gaps`, in time order."""
+    gaps = frame_gaps(times_ms, cuts, fades=fades, lookback_ms=lookback_ms)
+    return [gap.beyond_fades_ms for gap in gaps]
 
 
 def _stop(process: subprocess.Popen[str]) -> None:

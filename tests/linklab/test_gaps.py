@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from teledrive.shared.linklab.system import Cut, gaps_beyond_fades_ms, longest_gap_ms
+from teledrive.shared.linklab.system import (
+    Cut,
+    Gap,
+    frame_gaps,
+    gaps_beyond_fades_ms,
+    longest_gap_ms,
+)
 
 
 def cut(start_ms: float, end_ms: float) -> Cut:
@@ -55,4 +61,7 @@ def test_every_gap_is_listed_in_time_order_cuts_left_out() -> None:
     fades = [(100.0, 300.0)]
     gaps = gaps_beyond_fades_ms(times, [cut(700.0, 3000.0)], fades=fades, lookback_ms=120.0)
     assert gaps == [33.0, 300.0, 33.0, 34.0, 300.0]
+    with_times = frame_gaps(times, [cut(700.0, 3000.0)], fades=fades, lookback_ms=120.0)
+    assert with_times[1] == Gap(start_ms=33.0, length_ms=500.0, beyond_fades_ms=300.0)
+    assert [gap.start_ms for gap in with_times] == [0.0, 33.0, 533.0, 3566.0, 3600.0]
     assert gaps_beyond_fades_ms([5.0], []) == []
