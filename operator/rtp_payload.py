@@ -125,10 +125,13 @@ class CodecRules:
         starts_frame: whether a payload is the first packet of a frame.
         is_keyframe: whether the packets of one whole frame make a keyframe that decodes on
             its own.
+        marks_keyframe: whether one payload shows that its frame is a keyframe (an H.264
+            parameter set or IDR slice start, a VP8 key frame start), whatever else is lost.
     """
 
     starts_frame: Callable[[bytes], bool]
     is_keyframe: Callable[[list[RtpPacket]], bool]
+    marks_keyframe: Callable[[bytes], bool]
 
 
 def _h264_keyframe(packets: list[RtpPacket]) -> bool:
@@ -139,13 +142,17 @@ def _h264_keyframe(packets: list[RtpPacket]) -> bool:
     return {_NAL_IDR, _NAL_SPS, _NAL_PPS} <= types
 
 
+def _h264_marks_keyframe(payload: bytes) -> bool:
+    return not {_NAL_IDR, _NAL_SPS}.isdisjoint(h264_nal_types(payload))
+
+
 def _vp8_keyframe(packets: list[RtpPacket]) -> bool:
     return bool(packets) and vp8_is_keyframe(packets[0].payload)
 
 
 _RULES: dict[str, CodecRules] = {
-    "h264": CodecRules(h264_starts_frame, _h264_keyframe),
-    "vp8": CodecRules(vp8_starts_frame, _vp8_keyframe),
+    "h264": CodecRules(h264_starts_frame, _h264_keyframe, _h264_marks_keyframe),
+    "vp8": CodecRules(vp8_starts_frame, _vp8_keyframe, vp8_is_keyframe),
 }
 
 

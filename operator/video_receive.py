@@ -624,13 +624,10 @@ class FastJitterBuffer:
                 self._blocked_since_ms = self._now_ms
             blocked_ms = self._now_ms - self._blocked_since_ms
             if blocked_ms <= self.wait_ms:
-                if self._awaiting_keyframe and self._last_request_ms is not None:
-                    # Stuck waiting for a keyframe already asked for: ask again as soon as
-                    # the interval allows (the request or the keyframe may have been lost).
-                    self._request_keyframe()
-                elif (
+                if (
                     self._may_ask_early()
                     and blocked_ms >= self.early_keyframe_after_ms
+                    and not self._holds_keyframe(timestamp)
                     and self._request_keyframe()
                 ):
                     # Marked only once asked: a request the interval held back is retried.
@@ -682,6 +679,19 @@ class FastJitterBuffer:
         timer = self.timer
         keyframe_ms = timer.srtt_ms + timer.deviation_ms + self._kf_allowance_ms
         return max(0.0, self._freeze_budget_ms - keyframe_ms)
+
+    def _holds_keyframe(self, timestamp: int) -> bool:
+        """Whether a packet held of a frame shows it is a keyframe (one under repair).
+
+        Its retransmission is on the way; asking for another keyframe as well would only load
+        the link with a second one (the wait's give-up still asks if the repair fails).
+        """
+        for packet in self._packets.values():
+            if packet.timestamp == timestamp:
+                rules = self._rules(packet)
+                if rules is not None and rules.marks_keyframe(packet.payload):
+                    return True
+        return False
 
     def _may_ask_early(self) -> bool:
         # Not before a round trip was measured: the initial guess is only a guess.

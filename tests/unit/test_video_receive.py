@@ -612,6 +612,25 @@ def test_a_stream_stuck_after_a_loss_asks_for_a_keyframe_at_every_interval(
     )
 
 
+def test_a_keyframe_under_repair_is_not_asked_for_again(long_h264: list[EncodedFrame]) -> None:
+    # A keyframe arrives with one packet lost on a long round trip. Its retransmission is on
+    # the way: a second keyframe asked for early would only load the link (on a thin uplink
+    # a keyframe is most of a queue).
+    wire = packetize(long_h264, H264_PT)
+    first, last = wire.frame_of.index(10), wire.last_packet_of(10)
+    assert last - first >= 2, "want a keyframe of three packets or more"
+    lost = first + 1
+    schedule = arrivals(wire, lost=lost, rtx_delay_ms=200.0)
+    h = Harness(wire, wait_ms=None, stream_clock=False, feedback_copies=1)
+    for _ in range(20):
+        h.buffer.observe_rtt_ms(250.0)
+    assert h.buffer.early_keyframe_after_ms == 0.0  # an inter frame would be asked for at once
+    assert h.buffer.wait_ms > 200.0
+    play(h, schedule)
+    assert h.plis == []
+    assert h.released_frames()[:11] == list(range(11))  # the repaired keyframe among them
+
+
 def test_observe_rtt_refuses_nonsense() -> None:
     buffer = FastJitterBuffer(clock_ms=frozen_clock)
     before = buffer.timer.wait_ms
