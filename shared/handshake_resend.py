@@ -46,8 +46,11 @@ DEFAULT_RESEND_AFTER_MS = 300.0
 """Wait before a re-send when the round trip is not known (a bad cell's is about 250 ms)."""
 MIN_RESEND_AFTER_MS = 60.0
 """Least wait: a peer needs a moment to answer (a DTLS flight is signed)."""
-DEFAULT_COPIES = 3
-"""Re-sends of one datagram at most (the early copy and two after round trips)."""
+DEFAULT_COPIES = 4
+"""Re-sends of one datagram at most: the early copy and up to three after round trips, or,
+when the peer's flight comes again, a copy at once and an early one, and round trips after.
+(The peer's own early copy often arrives after ours went and counts as a repeat: with three
+copies, all of them could go within ~200 ms, inside one long fade.)"""
 EARLY_COPY_MS = 100.0
 """The first re-send goes this soon, whatever the round trip: a fade (50 ms on average under
 ``bad-cell``) that took the datagram is mostly over by then (it outlasts 100 ms one time in
