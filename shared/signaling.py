@@ -315,8 +315,8 @@ class SignalingClient:
         Args:
             timeout_s: how long the new connection may take to open.
             prepare: awaited before dialling (the vehicle builds the offer its registration
-                carries). A connection that registered or took over meanwhile makes this
-                call give up, as one that does so while this call dials.
+                carries). A connection opened, registered or taken over meanwhile (or a
+                close) makes this call give up, as one that does so while this call dials.
 
         Returns:
             Whether this call's connection took over.
@@ -326,7 +326,8 @@ class SignalingClient:
         before = (self._stats.registrations, self._stats.redials, self._stats.connects)
         if prepare is not None:
             await prepare()
-            if (self._stats.registrations, self._stats.redials, self._stats.connects) != before:
+            now = (self._stats.registrations, self._stats.redials, self._stats.connects)
+            if now != before or self._closing.is_set():
                 return False
         options = self._options(open_timeout_s=timeout_s)
         try:

@@ -488,20 +488,8 @@ class LabSystem:
         is back. What is left of a gap is the time the system itself took to recover (see
         :func:`gaps_beyond_fades_ms`). ``stats``: a snapshot of ``self.lab.stats()`` already taken.
         """
-        return max(self.freezes_beyond_fades_ms(since_ms, until_ms, stats=stats), default=0.0)
-
-    def freezes_beyond_fades_ms(
-        self,
-        since_ms: float,
-        until_ms: float = float("inf"),
-        *,
-        stats: dict[str, Any] | None = None,
-    ) -> list[float]:
-        """Every gap between frames at the operator (cuts left out), less the link's fades.
-
-        See :meth:`longest_freeze_beyond_fades_ms`; in time order.
-        """
-        return [gap.beyond_fades_ms for gap in self.freezes(since_ms, until_ms, stats=stats)]
+        gaps = self.freezes(since_ms, until_ms, stats=stats)
+        return max((gap.beyond_fades_ms for gap in gaps), default=0.0)
 
     def freezes(
         self,
