@@ -486,7 +486,7 @@ class LabSystem:
         A fade of the uplink takes the video away, one of the downlink the requests that
         recover it (NACKs, keyframe requests); no receiver can show a frame before the link
         is back. What is left of a gap is the time the system itself took to recover (see
-        :func:`gaps_beyond_fades_ms`). ``stats``: a snapshot of ``self.lab.stats()`` already taken.
+        :func:`frame_gaps`). ``stats``: a snapshot of ``self.lab.stats()`` already taken.
         """
         gaps = self.freezes(since_ms, until_ms, stats=stats)
         return max((gap.beyond_fades_ms for gap in gaps), default=0.0)
@@ -537,10 +537,9 @@ def longest_gap_ms(
     fades: Sequence[tuple[float, float]] = (),
     lookback_ms: float = 0.0,
 ) -> float:
-    """The longest of :func:`gaps_beyond_fades_ms` (0 for fewer than two frames)."""
-    return max(
-        gaps_beyond_fades_ms(times_ms, cuts, fades=fades, lookback_ms=lookback_ms), default=0.0
-    )
+    """The longest ``beyond_fades_ms`` of :func:`frame_gaps` (0 for fewer than two frames)."""
+    gaps = frame_gaps(times_ms, cuts, fades=fades, lookback_ms=lookback_ms)
+    return max((gap.beyond_fades_ms for gap in gaps), default=0.0)
 
 
 class Gap(NamedTuple):
@@ -596,18 +595,6 @@ def frame_gaps(
             covered_until = max(covered_until, end)
         gaps.append(Gap(before, after - before, after - before - faded_ms))
     return gaps
-
-
-def gaps_beyond_fades_ms(
-    times_ms: Sequence[float],
-    cuts: Sequence[Cut],
-    *,
-    fades: Sequence[tuple[float, float]] = (),
-    lookback_ms: float = 0.0,
-) -> list[float]:
-    """The ``beyond_fades_ms`` of each of :func:`frame_gaps`, in time order."""
-    gaps = frame_gaps(times_ms, cuts, fades=fades, lookback_ms=lookback_ms)
-    return [gap.beyond_fades_ms for gap in gaps]
 
 
 def _stop(process: subprocess.Popen[str]) -> None:

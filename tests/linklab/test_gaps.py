@@ -6,7 +6,6 @@ from teledrive.shared.linklab.system import (
     Cut,
     Gap,
     frame_gaps,
-    gaps_beyond_fades_ms,
     longest_gap_ms,
 )
 
@@ -59,9 +58,8 @@ def test_a_fade_outside_the_gap_is_not_subtracted() -> None:
 def test_every_gap_is_listed_in_time_order_cuts_left_out() -> None:
     times = [0.0, 33.0, 533.0, 566.0, 3566.0, 3600.0, 3900.0]
     fades = [(100.0, 300.0)]
-    gaps = gaps_beyond_fades_ms(times, [cut(700.0, 3000.0)], fades=fades, lookback_ms=120.0)
-    assert gaps == [33.0, 300.0, 33.0, 34.0, 300.0]
-    with_times = frame_gaps(times, [cut(700.0, 3000.0)], fades=fades, lookback_ms=120.0)
-    assert with_times[1] == Gap(start_ms=33.0, length_ms=500.0, beyond_fades_ms=300.0)
-    assert [gap.start_ms for gap in with_times] == [0.0, 33.0, 533.0, 3566.0, 3600.0]
-    assert gaps_beyond_fades_ms([5.0], []) == []
+    gaps = frame_gaps(times, [cut(700.0, 3000.0)], fades=fades, lookback_ms=120.0)
+    assert [gap.beyond_fades_ms for gap in gaps] == [33.0, 300.0, 33.0, 34.0, 300.0]
+    assert gaps[1] == Gap(start_ms=33.0, length_ms=500.0, beyond_fades_ms=300.0)
+    assert [gap.start_ms for gap in gaps] == [0.0, 33.0, 533.0, 3566.0, 3600.0]
+    assert frame_gaps([5.0], []) == []
