@@ -37,13 +37,14 @@ from teledrive.vehicle.supervisor import (
     SupervisorConfig,
     TickOutput,
 )
+from teledrive.vehicle.tick_schedule import DEADLINE_SLACK_S, TICK_S
 from teledrive.vehicle.world import World, WorldMap
 
-TICK_MS = 20.0
+TICK_MS = TICK_S * 1000.0
 COMMAND_PERIOD_MS = 20.0
 REPORT_PERIOD_MS = 100.0
 TTL_MS = 300.0
-DEADLINE_SLACK_MS = 0.5  # as vehicle/service.py: just past the deadline's strict ">"
+DEADLINE_SLACK_MS = DEADLINE_SLACK_S * 1000.0  # the vehicle's loop: past the strict ">"
 
 
 @dataclass

@@ -90,6 +90,16 @@ class _Pending:
     early: bool = True  # the next timed copy waits early_copy_ms (after a loss just seen)
 
 
+def _copy(
+    addr: Address, item: _Pending, now_ms: float, *, early_next: bool
+) -> tuple[Address, bytes]:
+    """Counts one more copy of ``item`` sent now; returns what to send."""
+    item.resends += 1
+    item.sent_ms = now_ms
+    item.early = early_next
+    return (addr, item.data)
+
+
 @dataclass(slots=True)
 class ResendStats:
     """What the resender did."""
@@ -202,12 +212,9 @@ class ResendPlan:
         out = []
         for addr, item in self._pending.get(key, []):
             if item.resends < self.copies and now_ms - item.sent_ms >= REPEAT_SPACING_MS:
-                item.resends += 1
-                item.sent_ms = now_ms
                 # The repeat says ours was lost just now: the fade that took it may still be
                 # on, so the next copy follows early too, not a round trip and a half later.
-                item.early = True
-                out.append((addr, item.data))
+                out.append(_copy(addr, item, now_ms, early_next=True))
         self.stats.resent += len(out)
         return out
 
@@ -217,10 +224,7 @@ class ResendPlan:
         for pending in self._pending.values():
             for addr, item in pending:
                 if item.resends < self.copies and now_ms - item.sent_ms >= self._wait_ms(item):
-                    item.resends += 1
-                    item.sent_ms = now_ms
-                    item.early = False
-                    out.append((addr, item.data))
+                    out.append(_copy(addr, item, now_ms, early_next=False))
         self.stats.resent += len(out)
         return out
 

@@ -323,11 +323,10 @@ class SignalingClient:
         """
         if self._closing.is_set():
             return False
-        before = (self._stats.registrations, self._stats.redials, self._stats.connects)
+        before = self._connection_changes()
         if prepare is not None:
             await prepare()
-            now = (self._stats.registrations, self._stats.redials, self._stats.connects)
-            if now != before or self._closing.is_set():
+            if self._connection_changes() != before or self._closing.is_set():
                 return False
         options = self._options(open_timeout_s=timeout_s)
         try:
@@ -336,7 +335,7 @@ class SignalingClient:
         except (OSError, TimeoutError, InvalidHandshake) as err:
             logger.debug("signaling %s: redial failed: %s", self._url, err)
             return False
-        stale = (self._stats.registrations, self._stats.redials, self._stats.connects) != before
+        stale = self._connection_changes() != before
         # Refused also when that connection is stuck registering (the link cut right after
         # its TCP handshake): then register_timeout_s ends it and re-dials take over again.
         registering = self._ws is not None and not self._registered.is_set()
@@ -352,6 +351,10 @@ class SignalingClient:
         if old is not None:
             old.transport.abort()  # a zombie's closing handshake would only wait for a timeout
         return True
+
+    def _connection_changes(self) -> tuple[int, int, int]:
+        """Counters that move whenever a connection opens, registers or takes over."""
+        return (self._stats.registrations, self._stats.redials, self._stats.connects)
 
     async def run(self) -> None:
         """Connects, registers and dispatches, reconnecting forever until :meth:`close`."""

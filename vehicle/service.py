@@ -424,7 +424,7 @@ class VehicleService:
         if sup.mode is Mode.TELEOP and sup.delay_ms(now_ms) >= sup.config.degrade_age_ms:
             self._kick.set()
             return
-        deadline_ms = self.supervisor.next_deadline_ms()
+        deadline_ms = sup.next_deadline_ms()
         if deadline_ms is not None and (
             self._deadline_ms is None or deadline_ms < self._deadline_ms
         ):

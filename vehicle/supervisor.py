@@ -283,8 +283,10 @@ class Supervisor:
         if self._mode in OPERATOR_MODES:
             if self._cmd is not None:
                 sent_ms = self._cmd.sent_vehicle_ms()
-                times.append(sent_ms + cfg.fallback_age_ms)
+                # Its expiry (stop), then its age turning stale (fallback): both, since the
+                # expiry may already be behind the last tick when the fallback is ahead.
                 times.append(sent_ms + min(cfg.fallback_age_ms, self._cmd.ttl_ms))
+                times.append(sent_ms + cfg.fallback_age_ms)
                 if self._mode is Mode.TELEOP:
                     times.append(sent_ms + cfg.degrade_age_ms)
             if self._last_link_ms is not None:
