@@ -565,17 +565,18 @@ def frame_gaps(
 ) -> list[Gap]:
     """Each gap between consecutive frame times, and what is left of it beyond the link's fades.
 
-    Gaps that overlap a cut are left out. From each other gap the time covered by the fades
-    (``(start_ms, end_ms)``, either direction) that began between ``lookback_ms`` (the worst
-    one-way delay: frames lost in a fade were due that much later) before the gap's first
-    frame and its last frame is subtracted (up to that last frame), overlapping fades counted
-    once. Times, cuts and fades share one clock.
+    Gaps that overlap a cut are left out. From each other gap the time the link was faded
+    (``(start_ms, end_ms)``, either direction, overlapping fades counted once) between
+    ``lookback_ms`` (the worst one-way delay: frames lost in a fade were due that much later)
+    before the gap's first frame and its last frame is subtracted. A fade that began earlier
+    but lasted into that window counts with its part inside it. Times, cuts and fades share
+    one clock.
 
     Args:
         times_ms: frame arrival times, ascending.
         cuts: the link's cuts.
         fades: the link's fades that lost frames.
-        lookback_ms: how long before a gap a fade may begin and still count against it.
+        lookback_ms: how long before a gap's first frame fade time still counts against it.
 
     Returns:
         The gaps, in time order.
@@ -587,7 +588,9 @@ def frame_gaps(
         # Each fade clipped to the gap's window, so a gap never loses more than its length.
         window_start = before - lookback_ms
         counted = sorted(
-            (start, min(end, after)) for start, end in fades if window_start <= start < after
+            (max(start, window_start), min(end, after))
+            for start, end in fades
+            if start < after and end > window_start
         )
         faded_ms, covered_until = 0.0, -math.inf
         for start, end in counted:

@@ -47,9 +47,18 @@ def test_a_fade_longer_than_the_gap_takes_away_no_more_than_the_gap() -> None:
     assert longest_gap_ms(times, [], fades=[(100.0, 900.0)], lookback_ms=120.0) == 67.0
 
 
+def test_a_fade_that_began_before_the_lookback_counts_with_its_part_inside_it() -> None:
+    times = [0.0, 600.0, 633.0]
+    # Began 200 ms before the gap, 80 ms before the lookback: its 220 ms from -120 count.
+    assert longest_gap_ms(times, [], fades=[(-200.0, 100.0)], lookback_ms=120.0) == 380.0
+    # With one inside the gap too: both count, the window's start clips the first.
+    two = [(-200.0, 100.0), (300.0, 400.0)]
+    assert longest_gap_ms(times, [], fades=two, lookback_ms=120.0) == 280.0
+
+
 def test_a_fade_outside_the_gap_is_not_subtracted() -> None:
     times = [0.0, 600.0, 633.0]
-    too_early = [(-200.0, -100.0)]  # began more than the lookback before the gap
+    too_early = [(-200.0, -120.0)]  # ended as the lookback began
     assert longest_gap_ms(times, [], fades=too_early, lookback_ms=120.0) == 600.0
     after = [(600.0, 700.0)]  # began with the gap's last frame: a later gap's business
     assert longest_gap_ms(times, [], fades=after, lookback_ms=120.0) == 600.0
