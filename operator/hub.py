@@ -1,9 +1,11 @@
 """The operations hub: registry, presence and signaling relay over websockets.
 
-Vehicles and operators dial in, send ``Register`` and get ``Registered``. Operators list the
-vehicles, are pushed ``Presence`` changes and ask to ``Connect`` to one; the hub then opens a
-session and relays ``Offer``/``Answer``/``Candidate``/``Bye`` between its two members. Media
-and drive commands never pass through the hub: they go peer to peer over WebRTC.
+Vehicles and operators dial in, send ``Register`` (in the upgrade request's header, see
+:mod:`~teledrive.shared.register_header`, or as the first message) and get ``Registered``.
+Operators list the vehicles, are pushed ``Presence`` changes and ask to ``Connect`` to one;
+the hub then opens a session and relays ``Offer``/``Answer``/``Candidate``/``Bye`` between its
+two members. Media and drive commands never pass through the hub: they go peer to peer over
+WebRTC.
 
 Policy, in one place each (so authentication and control leases can be added there):
 
@@ -38,6 +40,7 @@ import logging
 import secrets
 import signal
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Final, Literal
@@ -69,12 +72,18 @@ from teledrive.shared.messages import (
     Presence,
     Register,
     Registered,
+    SignalMessage,
     Status,
     VehicleInfo,
     VehicleList,
     decode_signal,
     encode_text,
     message_type,
+)
+from teledrive.shared.register_header import (
+    RECEIVED,
+    REGISTER_HEADER,
+    decode_register_header,
 )
 from teledrive.shared.signaling import CLOSE_REFUSED, CLOSE_REPLACED
 from teledrive.shared.tail_probe import TAIL_PROBE_DELAYS_MS, TailProber, check_delays
@@ -100,6 +109,7 @@ RefusalCode = Literal["not_registered", "version"]
 @dataclass
 class _Counters:
     registrations: int = 0
+    registered_in_upgrade: int = 0
     replaced: int = 0
     refused: int = 0
     register_timeouts: int = 0
@@ -233,6 +243,9 @@ class Hub:
         self._links: dict[tuple[Role, str], _Link] = {}
         self._counters = _Counters()
         self._server: Server | None = None
+        # What each opening connection's upgrade request carried in its Register header.
+        self._in_upgrade: weakref.WeakKeyDictionary[ServerConnection, Register | ProtocolError]
+        self._in_upgrade = weakref.WeakKeyDictionary()
         self._changed = asyncio.Event()
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -246,6 +259,7 @@ class Hub:
             host,
             port,
             process_request=self._process_request,
+            process_response=self._process_response,
             ping_interval=self._heartbeat_s,
             ping_timeout=self._heartbeat_s * MISSED_PONGS,
             close_timeout=self._heartbeat_s,
@@ -278,8 +292,10 @@ class Hub:
         """Counters for health checks: who is online, sessions, and errors.
 
         ``errors`` is the number of ``Error`` messages the hub sent; ``bad_messages`` the
-        malformed, unknown or misplaced messages it received; ``stale_frames`` the frames
-        dropped because they came from a connection already replaced by a newer one.
+        malformed, unknown or misplaced messages it received (a malformed ``Register`` header
+        included); ``stale_frames`` the frames dropped because they came from a connection
+        already replaced by a newer one; ``registered_in_upgrade`` the registrations read
+        from the upgrade request (:mod:`~teledrive.shared.register_header`).
         """
         return {
             "vehicles": len(self._presence.list("vehicle")),
@@ -309,11 +325,25 @@ class Hub:
 
     def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
         if request.path.split("?", 1)[0] != HEALTH_PATH:
+            value = request.headers.get(REGISTER_HEADER)
+            if value is not None:
+                where = f"hub: from {_address(ws)} (unregistered)"
+                try:
+                    self._in_upgrade[ws] = decode_register_header(value, where=where)
+                except ProtocolError as err:
+                    self._in_upgrade[ws] = err
             return None
         response = ws.respond(http.HTTPStatus.OK, json.dumps(self.stats()) + "\n")
         del response.headers["Content-Type"]
         response.headers["Content-Type"] = "application/json"
         return response
+
+    def _process_response(
+        self, ws: ServerConnection, request: Request, response: Response
+    ) -> Response | None:
+        if isinstance(self._in_upgrade.get(ws), Register):
+            response.headers[REGISTER_HEADER] = RECEIVED
+        return None
 
     async def _handle(self, ws: ServerConnection) -> None:
         link = await self._await_register(ws)
@@ -337,28 +367,21 @@ class Hub:
 
     async def _await_register(self, ws: ServerConnection) -> _Link | None:
         where = f"hub: from {_address(ws)} (unregistered)"
-        try:
-            async with asyncio.timeout(self._register_timeout_s):
-                while True:
-                    raw = await ws.recv()
-                    try:
-                        message = decode_signal(raw, channel=where)
-                        break
-                    except ProtocolError as err:
-                        self._counters.bad_messages += 1
-                        self._notify()
-                        await self._send_direct(
-                            ws,
-                            Error(code="bad_message", message=_clip(str(err)), ref=_peek_type(raw)),
-                        )
-        except TimeoutError:
-            self._counters.register_timeouts += 1
-            await self._refuse(
-                ws, "not_registered", f"{where}: no register within {self._register_timeout_s} s"
-            )
-            return None
-        except ConnectionClosed:
-            return None
+        in_upgrade = self._in_upgrade.pop(ws, None)
+        if isinstance(in_upgrade, ProtocolError):
+            # Counted and logged, not answered: the upgrade response went without the
+            # header's acknowledgement, so the client registers in-band.
+            self._counters.bad_messages += 1
+            self._notify()
+            logger.warning("%s", in_upgrade)
+        message: SignalMessage | None
+        if isinstance(in_upgrade, Register):
+            self._counters.registered_in_upgrade += 1
+            message = in_upgrade
+        else:
+            message = await self._receive_register(ws, where)
+            if message is None:
+                return None
         if not isinstance(message, Register):
             await self._refuse(
                 ws,
@@ -374,6 +397,30 @@ class Hub:
         link = self._register(ws, message)
         self._notify()
         return link
+
+    async def _receive_register(self, ws: ServerConnection, where: str) -> SignalMessage | None:
+        """The first well-formed message (None: the connection closed or timed out)."""
+        try:
+            async with asyncio.timeout(self._register_timeout_s):
+                while True:
+                    raw = await ws.recv()
+                    try:
+                        return decode_signal(raw, channel=where)
+                    except ProtocolError as err:
+                        self._counters.bad_messages += 1
+                        self._notify()
+                        await self._send_direct(
+                            ws,
+                            Error(code="bad_message", message=_clip(str(err)), ref=_peek_type(raw)),
+                        )
+        except TimeoutError:
+            self._counters.register_timeouts += 1
+            await self._refuse(
+                ws, "not_registered", f"{where}: no register within {self._register_timeout_s} s"
+            )
+            return None
+        except ConnectionClosed:
+            return None
 
     async def _send_direct(self, ws: ServerConnection, error: Error) -> None:
         self._counters.errors_sent += 1

@@ -1,6 +1,7 @@
 """The hub client that vehicles and operators share: connect, register, dispatch, reconnect.
 
-:class:`SignalingClient` keeps one websocket to the hub alive: it registers, hands every
+:class:`SignalingClient` keeps one websocket to the hub alive: it registers (in the upgrade
+request, :mod:`~teledrive.shared.register_header`, when the hub reads it), hands every
 decoded message to a callback, and after any disconnect reconnects with exponential backoff
 and jitter until :meth:`SignalingClient.close`. A malformed message from the hub is logged and
 counted and never ends the client.
@@ -31,6 +32,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.uri import parse_uri
 
+from teledrive.shared.dial import open_tcp
 from teledrive.shared.errors import ConfigError, LinkError, ProtocolError
 from teledrive.shared.messages import (
     MAX_MESSAGE_BYTES,
@@ -42,6 +44,11 @@ from teledrive.shared.messages import (
     decode_signal,
     encode_text,
     message_type,
+)
+from teledrive.shared.register_header import (
+    RECEIVED,
+    REGISTER_HEADER,
+    encode_register_header,
 )
 from teledrive.shared.tail_probe import TAIL_PROBE_DELAYS_MS, TailProber, check_delays
 
@@ -120,6 +127,8 @@ class SignalingStats:
     Attributes:
         connects: websocket connections opened.
         registrations: ``Registered`` received.
+        registered_in_upgrade: registrations whose ``Register`` the hub read from the
+            upgrade request (:mod:`~teledrive.shared.register_header`), a round trip sooner.
         reconnects: connection attempts after the first one.
         redials: connections opened by :meth:`SignalingClient.redial` that took over.
         messages_received: messages decoded and dispatched.
@@ -131,6 +140,7 @@ class SignalingStats:
 
     connects: int = 0
     registrations: int = 0
+    registered_in_upgrade: int = 0
     reconnects: int = 0
     redials: int = 0
     messages_received: int = 0
@@ -235,6 +245,7 @@ class SignalingClient:
         self._disconnect_reason = ""
         self._handover: ClientConnection | None = None
         self._wake = asyncio.Event()
+        self._upgrading = False
 
     @property
     def connected(self) -> EventView:
@@ -307,10 +318,12 @@ class SignalingClient:
         For when the caller knows the network was cut: the current websocket may be a zombie
         waiting on TCP retransmissions, or :meth:`run` may be sleeping off its backoff. If the
         new connection opens within ``timeout_s``, the current one is dropped and :meth:`run`
-        registers on the new one at once. Several calls may overlap: only the first to open
-        takes over, later ones are closed unused. A connection :meth:`run` opened by itself is
-        never dropped while it registers (it is as fresh as this one, and a second
-        registration would end the session the hub may have opened on the first).
+        registers on the new one at once. Several calls may overlap: the hub registers a
+        connection in its upgrade (:mod:`~teledrive.shared.register_header`), so one connection
+        upgrades at a time, and the first whose TCP connection opens takes over; the others
+        are closed before their upgrade. A connection :meth:`run` opened by itself is never
+        dropped while it registers (it is as fresh as this one, and a second registration
+        would end the session the hub may have opened on the first).
 
         Args:
             timeout_s: how long the new connection may take to open.
@@ -328,10 +341,16 @@ class SignalingClient:
             await prepare()
             if self._connection_changes() != before or self._closing.is_set():
                 return False
-        options = self._options(open_timeout_s=timeout_s)
+
+        def wanted() -> bool:
+            # A connection that opened but is still registering was registered by the hub in
+            # its upgrade: this one's registration would replace it there.
+            registering = self._ws is not None and not self._registered.is_set()
+            unchanged = self._connection_changes() == before
+            return unchanged and not registering and not self._closing.is_set()
+
         try:
-            async with asyncio.timeout(timeout_s):
-                ws = await self._connect(self._url, **options)
+            ws = await self._dial(timeout_s, wanted=wanted)
         except (OSError, TimeoutError, InvalidHandshake) as err:
             logger.debug("signaling %s: redial failed: %s", self._url, err)
             return False
@@ -412,7 +431,11 @@ class SignalingClient:
             self._disconnect_reason = reason
             if self._on_disconnected is not None:
                 await self._call(self._on_disconnected)
-        if ws.close_code == CLOSE_REPLACED:
+        if ws.close_code == CLOSE_REPLACED and (self._upgrading or self._handover is not None):
+            # The hub registered this client's own re-dial (in its upgrade) before the client
+            # had dropped this connection for it.
+            logger.info("signaling %s: replaced by this client's re-dial", self._url)
+        elif ws.close_code == CLOSE_REPLACED:
             logger.warning(
                 "signaling %s: replaced by another connection with id %r (a duplicate id?)",
                 self._url,
@@ -421,14 +444,48 @@ class SignalingClient:
             return self._backoff.max_delay_s()
         return self._backoff.next_delay_s()
 
-    def _options(self, *, open_timeout_s: float) -> dict[str, Any]:
-        return {
+    async def _dial(self, open_timeout_s: float, *, wanted: Callable[[], bool]) -> ClientConnection:
+        """Opens a websocket whose upgrade request carries ``Register``.
+
+        The TCP connection opens first; it goes on to its upgrade only if ``wanted()`` still
+        holds and no other connection of this client is upgrading (see
+        :mod:`~teledrive.shared.dial`).
+
+        Raises:
+            OSError, TimeoutError, InvalidHandshake: it did not open (:class:`LinkError` when
+                it was not wanted any more or another one was upgrading).
+        """
+        async with asyncio.timeout(open_timeout_s):
+            sock = await open_tcp(self._url)
+            if self._upgrading or not wanted():
+                sock.close()
+                raise LinkError(f"signaling {self._url}: not needed, another connection is up")
+            self._upgrading = True
+            try:
+                register = self._current_register()
+                options = self._options(open_timeout_s=open_timeout_s, register=register)
+                return await self._connect(self._url, sock=sock, **options)
+            except BaseException:
+                sock.close()  # (a no-op once websockets' transport has closed it)
+                raise
+            finally:
+                self._upgrading = False
+
+    def _current_register(self) -> Register:
+        return self._register if isinstance(self._register, Register) else self._register()
+
+    def _options(self, *, open_timeout_s: float, register: Register) -> dict[str, Any]:
+        options: dict[str, Any] = {
             "max_size": MAX_MESSAGE_BYTES,
             "open_timeout": open_timeout_s,
             "ping_interval": self._ping_interval_s,
             "ping_timeout": self._ping_timeout_s,
             "close_timeout": 1.0,
         }
+        header = encode_register_header(register)
+        if header is not None:
+            options["additional_headers"] = {REGISTER_HEADER: header}
+        return options
 
     def _take_handover(self) -> ClientConnection | None:
         ws, self._handover = self._handover, None
@@ -439,8 +496,12 @@ class SignalingClient:
         handover = self._take_handover()
         if handover is not None:
             return handover
-        options = self._options(open_timeout_s=self._register_timeout_s)
-        opening = asyncio.ensure_future(self._connect(self._url, **options))
+        opening = asyncio.ensure_future(
+            self._dial(
+                self._register_timeout_s,
+                wanted=lambda: self._handover is None and not self._closing.is_set(),
+            )
+        )
         closing = asyncio.ensure_future(self._closing.wait())
         woken = asyncio.ensure_future(self._wake.wait())
         try:
@@ -474,10 +535,14 @@ class SignalingClient:
         return ws
 
     async def _serve(self, ws: ClientConnection, probes: TailProber) -> None:
-        register = self._register if isinstance(self._register, Register) else self._register()
-        await ws.send(encode_text(register))
-        probes.sent()
+        response = ws.response
+        in_upgrade = response is not None and response.headers.get(REGISTER_HEADER) == RECEIVED
+        if not in_upgrade:
+            # A hub that did not read the header (or one from before it): register in-band.
+            await ws.send(encode_text(self._current_register()))
+            probes.sent()
         registered = await self._await_registered(ws)
+        self._stats.registered_in_upgrade += in_upgrade
         self._registered_at_s = self._clock()
         self._registered_message = registered
         self._registered.set()

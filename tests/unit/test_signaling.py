@@ -129,9 +129,12 @@ async def test_keeps_retrying_while_the_hub_refuses(hub: Hub, clients: list[Runn
 
 
 async def test_close_ends_run_while_waiting_to_reconnect() -> None:
-    async with serve(lambda ws: ws.close(), "127.0.0.1", 0) as server:
-        port = server.sockets[0].getsockname()[1]
-    # nothing listens on the port any more: every attempt fails
+    # A server that accepts TCP connections and closes them at once: every upgrade fails.
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
     tried = asyncio.Event()
 
     async def failing_connect(url: str, **options: Any) -> ClientConnection:
@@ -152,6 +155,8 @@ async def test_close_ends_run_while_waiting_to_reconnect() -> None:
     await client.close()
     async with asyncio.timeout(WAIT_S):
         await task  # well before the 30-60 s backoff
+    server.close()
+    await server.wait_closed()
 
 
 async def scripted_hub(ws: ServerConnection) -> None:

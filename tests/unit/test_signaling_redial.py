@@ -41,9 +41,12 @@ async def test_redial_takes_over_a_live_connection(hub: Hub, clients: list[Runni
     assert await vehicle.client.redial(REDIAL_S)
     # The old socket is aborted; on loopback the hub may see it go before it is replaced.
     await hub.wait_stats(lambda s: s["registrations"] == 2 and s["vehicles"] == 1, WAIT_S)
-    await vehicle.client.wait_registered(WAIT_S)
+    for _ in range(2):  # the first registration's, then the re-dial's
+        await vehicle.inbox.next(vehicle.inbox.connected)
     assert vehicle.client.stats.redials == 1
     assert vehicle.client.stats.registrations == 2
+    assert vehicle.client.stats.registered_in_upgrade == 2
+    assert hub.stats()["registered_in_upgrade"] == 2
     await vehicle.client.send(ListVehicles())  # the new connection carries traffic
     # A vehicle may not list vehicles: the hub counts it, and answers on the new socket.
     await hub.wait_stats(lambda s: s["bad_messages"] == 1, WAIT_S)
@@ -59,6 +62,10 @@ async def test_overlapping_redials_take_over_once(hub: Hub, clients: list[Runnin
     assert sorted(results) == [False, False, True]
     await hub.wait_stats(lambda s: s["registrations"] == 2, WAIT_S)
     assert vehicle.client.stats.redials == 1
+    # Only the one that took over reached its upgrade, which registers: the others never
+    # replaced it at the hub.
+    assert hub.stats()["registrations"] == 2
+    assert hub.stats()["replaced"] == 1
     assert hub.stats()["vehicles"] == 1
 
 
@@ -106,8 +113,9 @@ async def test_redial_leaves_a_connection_that_is_registering_alone(
     clients: list[Running],
 ) -> None:
     # The link came back and the client's own reconnect got through first: its Register is
-    # at the hub, the answer on its way. A re-dial opening now must not take over: a second
-    # registration would end the session the hub may already have opened on the first.
+    # at the hub (in-band: this hub does not read the upgrade's header), the answer on its
+    # way. A re-dial opening now must not take over: a second registration would end the
+    # session the hub may already have opened on the first.
     registers: asyncio.Queue[int] = asyncio.Queue()
     answer_first = asyncio.Event()
     connections = 0
@@ -135,10 +143,12 @@ async def test_redial_leaves_a_connection_that_is_registering_alone(
         assert not await vehicle.client.redial(REDIAL_S)
         answer_first.set()
         await vehicle.client.wait_registered(WAIT_S)
-        assert connections == 2  # the re-dial did connect, and closed its connection
-        assert registers.empty()  # without registering on it
+        # The re-dial closed its TCP connection before its upgrade (which would register)...
+        assert connections == 1
+        assert registers.empty()
         assert vehicle.client.stats.redials == 0
         assert vehicle.client.stats.registrations == 1
+        assert vehicle.client.stats.registered_in_upgrade == 0
 
 
 async def test_redial_gives_up_when_another_took_over_while_it_prepared(

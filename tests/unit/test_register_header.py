@@ -1,0 +1,113 @@
+"""Register in the websocket upgrade request: the header's codec, and the hub reading it."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import zlib
+from collections.abc import AsyncIterator
+
+import pytest
+from websockets.asyncio.client import connect
+
+from teledrive.operator.hub import Hub
+from teledrive.shared.errors import ProtocolError
+from teledrive.shared.messages import (
+    MAX_MESSAGE_BYTES,
+    Error,
+    ListVehicles,
+    Register,
+    Registered,
+    decode_signal,
+    encode_text,
+)
+from teledrive.shared.register_header import (
+    MAX_HEADER_CHARS,
+    RECEIVED,
+    REGISTER_HEADER,
+    decode_register_header,
+    encode_register_header,
+)
+
+WAIT_S = 5.0 * float(os.environ.get("TELEDRIVE_TIME_SCALE", "1"))
+OFFER = "v=0\r\n" + "".join(
+    f"a=candidate:{n} 1 udp 2130706431 10.0.0.{n} 5000 typ host\r\n" for n in range(40)
+)
+
+
+def packed(text: str | bytes) -> str:
+    raw = text.encode() if isinstance(text, str) else text
+    return base64.urlsafe_b64encode(zlib.compress(raw)).decode()
+
+
+def test_a_register_with_an_offer_survives_the_header_compressed() -> None:
+    register = Register(role="vehicle", id="v1", cameras=["front", "rear"], offer=OFFER)
+    value = encode_register_header(register)
+    assert value is not None
+    assert len(value) < len(encode_text(register)) / 2  # SDP is repetitive
+    assert decode_register_header(value, where="test") == register
+
+
+def test_a_register_too_long_for_a_header_is_not_encoded() -> None:
+    noise = base64.b64encode(os.urandom(MAX_HEADER_CHARS)).decode()  # incompressible
+    assert encode_register_header(Register(role="vehicle", id="v1", offer=noise)) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [
+        ("x" * (MAX_HEADER_CHARS + 1), "exceed"),
+        ("not base64!", "not base64url"),
+        (base64.urlsafe_b64encode(b"plain text").decode(), "not zlib"),
+        (packed(b"{" * (MAX_MESSAGE_BYTES + 10)), "inflates past"),
+        (base64.urlsafe_b64encode(zlib.compress(b'{"type": "register"}')[:-6]).decode(), "trunc"),
+        (packed('{"type": "register", "role": "pilot", "id": "v1"}'), "$.role"),
+        (packed(encode_text(ListVehicles())), "carries list_vehicles"),
+    ],
+)
+def test_a_malformed_header_says_what_and_where(value: str, needle: str) -> None:
+    with pytest.raises(ProtocolError, match=r"hub: from 1\.2\.3\.4") as caught:
+        decode_register_header(value, where="hub: from 1.2.3.4")
+    assert REGISTER_HEADER in str(caught.value)
+    assert needle in str(caught.value)
+
+
+@pytest.fixture
+async def hub() -> AsyncIterator[Hub]:
+    async with Hub(register_timeout_s=WAIT_S) as hub:
+        await hub.serve("127.0.0.1", 0)
+        yield hub
+
+
+async def test_the_hub_registers_a_client_from_its_upgrade_request(hub: Hub) -> None:
+    register = Register(role="vehicle", id="v1", offer=OFFER)
+    headers = {REGISTER_HEADER: encode_register_header(register)}
+    url = f"ws://127.0.0.1:{hub.bound_port}"
+    async with connect(url, additional_headers=headers, ping_interval=None) as ws:
+        assert ws.response is not None
+        assert ws.response.headers.get(REGISTER_HEADER) == RECEIVED
+        async with asyncio.timeout(WAIT_S):  # nothing sent: the hub answers by itself
+            registered = decode_signal(await ws.recv())
+        assert registered == Registered(id="v1", heartbeat_ms=1000.0)
+        assert hub.stats()["vehicles"] == 1
+        assert hub.stats()["registered_in_upgrade"] == 1
+
+
+async def test_a_malformed_header_is_counted_and_the_client_registers_in_band(
+    hub: Hub, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"ws://127.0.0.1:{hub.bound_port}"
+    caplog.set_level(logging.WARNING, logger="teledrive.operator.hub")
+    async with connect(url, additional_headers={REGISTER_HEADER: "%%%"}, ping_interval=None) as ws:
+        assert ws.response is not None
+        assert REGISTER_HEADER not in ws.response.headers
+        await hub.wait_stats(lambda s: s["bad_messages"] == 1, WAIT_S)
+        assert "Teledrive-Register header: not base64url" in caplog.text
+        await ws.send(encode_text(Register(role="operator", id="op1")))
+        async with asyncio.timeout(WAIT_S):
+            answer = decode_signal(await ws.recv())
+        assert not isinstance(answer, Error)  # the header's fault was not held against it
+        assert answer == Registered(id="op1", heartbeat_ms=1000.0)
+        assert hub.stats()["registered_in_upgrade"] == 0
