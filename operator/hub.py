@@ -17,8 +17,11 @@ A client registering with an id that is already online *replaces* the old connec
 network cut the old socket is usually a zombie that the heartbeat has not yet timed out, and
 refusing the newcomer would lock a vehicle out for several seconds. The old connection's
 session is ended with ``Bye`` to both members, and the old socket is closed with
-:data:`~teledrive.shared.signaling.CLOSE_REPLACED`. An operator is in at most one session:
-connecting again (to the same or another vehicle) ends its previous session first.
+:data:`~teledrive.shared.signaling.CLOSE_REPLACED`. Connections a client dialled together for
+one registration (``Register.dial``, carried in the upgrade request) do not replace each
+other: the first to arrive registers, the others are refused as duplicates. An operator is in
+at most one session: connecting again (to the same or another vehicle) ends its previous
+session first.
 
 A vehicle that re-dials after losing its operator registers with an offer made ahead
 (``Register.offer``). The hub keeps it for :data:`OFFER_AHEAD_TTL_S` and opens the next session
@@ -43,12 +46,13 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 import msgspec
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from teledrive.operator.presence import (
     MemoryPresence,
@@ -81,6 +85,7 @@ from teledrive.shared.messages import (
     message_type,
 )
 from teledrive.shared.register_header import (
+    DUPLICATE,
     RECEIVED,
     REGISTER_HEADER,
     decode_register_header,
@@ -110,6 +115,7 @@ RefusalCode = Literal["not_registered", "version"]
 class _Counters:
     registrations: int = 0
     registered_in_upgrade: int = 0
+    duplicate_dials: int = 0
     replaced: int = 0
     refused: int = 0
     register_timeouts: int = 0
@@ -121,6 +127,17 @@ class _Counters:
     client_errors: int = 0
     disconnects: int = 0
     stale_frames: int = 0
+
+
+class _BadHeader(NamedTuple):
+    """An upgrade request's ``Register`` header that could not be read (the error's text)."""
+
+    text: str
+
+
+_InUpgrade = Register | _BadHeader | Literal["duplicate"]
+"""What an opening connection's upgrade request carried: a ``Register`` to register, one that
+another connection of the same ``dial`` registered first, or an unreadable header."""
 
 
 def _clip(text: str) -> str:
@@ -244,8 +261,11 @@ class Hub:
         self._counters = _Counters()
         self._server: Server | None = None
         # What each opening connection's upgrade request carried in its Register header.
-        self._in_upgrade: weakref.WeakKeyDictionary[ServerConnection, Register | ProtocolError]
+        self._in_upgrade: weakref.WeakKeyDictionary[ServerConnection, _InUpgrade]
         self._in_upgrade = weakref.WeakKeyDictionary()
+        # The first connection of each (role, id, dial) to carry a Register in its upgrade.
+        self._dials: weakref.WeakValueDictionary[tuple[Role, str, str], ServerConnection]
+        self._dials = weakref.WeakValueDictionary()
         self._changed = asyncio.Event()
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -295,7 +315,9 @@ class Hub:
         malformed, unknown or misplaced messages it received (a malformed ``Register`` header
         included); ``stale_frames`` the frames dropped because they came from a connection
         already replaced by a newer one; ``registered_in_upgrade`` the registrations read
-        from the upgrade request (:mod:`~teledrive.shared.register_header`).
+        from the upgrade request (:mod:`~teledrive.shared.register_header`);
+        ``duplicate_dials`` the connections closed unregistered because another one of the
+        same ``Register.dial`` got there first.
         """
         return {
             "vehicles": len(self._presence.list("vehicle")),
@@ -325,24 +347,40 @@ class Hub:
 
     def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
         if request.path.split("?", 1)[0] != HEALTH_PATH:
-            value = request.headers.get(REGISTER_HEADER)
-            if value is not None:
-                where = f"hub: from {_address(ws)} (unregistered)"
-                try:
-                    self._in_upgrade[ws] = decode_register_header(value, where=where)
-                except ProtocolError as err:
-                    self._in_upgrade[ws] = err
+            values = request.headers.get_all(REGISTER_HEADER)
+            if values:
+                self._in_upgrade[ws] = self._read_upgrade(ws, values)
             return None
         response = ws.respond(http.HTTPStatus.OK, json.dumps(self.stats()) + "\n")
         del response.headers["Content-Type"]
         response.headers["Content-Type"] = "application/json"
         return response
 
+    def _read_upgrade(self, ws: ServerConnection, values: list[str]) -> _InUpgrade:
+        where = f"hub: from {_address(ws)} (unregistered)"
+        if len(values) > 1:
+            return _BadHeader(f"{where}: {REGISTER_HEADER} header sent {len(values)} times")
+        try:
+            register = decode_register_header(values[0], where=where)
+        except ProtocolError as err:
+            return _BadHeader(str(err))
+        if register.dial is None:
+            return register
+        key = (register.role, register.id, register.dial)
+        first = self._dials.get(key)
+        if first is not None and first is not ws and first.state in (State.CONNECTING, State.OPEN):
+            return DUPLICATE
+        self._dials[key] = ws
+        return register
+
     def _process_response(
         self, ws: ServerConnection, request: Request, response: Response
     ) -> Response | None:
-        if isinstance(self._in_upgrade.get(ws), Register):
+        in_upgrade = self._in_upgrade.get(ws)
+        if isinstance(in_upgrade, Register):
             response.headers[REGISTER_HEADER] = RECEIVED
+        elif in_upgrade == DUPLICATE:
+            response.headers[REGISTER_HEADER] = DUPLICATE
         return None
 
     async def _handle(self, ws: ServerConnection) -> None:
@@ -368,15 +406,21 @@ class Hub:
     async def _await_register(self, ws: ServerConnection) -> _Link | None:
         where = f"hub: from {_address(ws)} (unregistered)"
         in_upgrade = self._in_upgrade.pop(ws, None)
-        if isinstance(in_upgrade, ProtocolError):
+        if isinstance(in_upgrade, _BadHeader):
             # Counted and logged, not answered: the upgrade response went without the
             # header's acknowledgement, so the client registers in-band.
             self._counters.bad_messages += 1
             self._notify()
-            logger.warning("%s", in_upgrade)
+            logger.warning("%s", in_upgrade.text)
+        elif in_upgrade == DUPLICATE:
+            # The client knows from the upgrade response, and closes it too.
+            self._counters.duplicate_dials += 1
+            self._notify()
+            logger.info("%s: another connection of its dial registered first", where)
+            await ws.close(CLOSE_REFUSED, "duplicate dial")
+            return None
         message: SignalMessage | None
         if isinstance(in_upgrade, Register):
-            self._counters.registered_in_upgrade += 1
             message = in_upgrade
         else:
             message = await self._receive_register(ws, where)
@@ -394,6 +438,7 @@ class Hub:
         if refusal is not None:
             await self._refuse(ws, "version", f"{where}: {refusal}", ref="register")
             return None
+        self._counters.registered_in_upgrade += message is in_upgrade
         link = self._register(ws, message)
         self._notify()
         return link

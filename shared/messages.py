@@ -68,6 +68,9 @@ class Register(Message, tag="register", frozen=True, kw_only=True):
         offer: an SDP offer made ahead of the next session (vehicles only): a vehicle that
             re-dials after losing its operator sends it, and the hub hands it to the next
             operator that connects, saving the vehicle a round trip (see ``Connect``).
+        dial: names the connections a client dials at once to register one more time (its
+            re-dials after a cut); the hub registers the first of them whose upgrade request
+            carries this ``Register`` and refuses the others (see ``shared/register_header.py``).
     """
 
     v: Annotated[int, msgspec.Meta(ge=1, le=255)] = PROTOCOL_VERSION
@@ -77,6 +80,7 @@ class Register(Message, tag="register", frozen=True, kw_only=True):
     cameras: Annotated[list[Id], msgspec.Meta(max_length=16)] = []
     token: Text | None = None
     offer: Sdp | None = None
+    dial: Id | None = None
 
 
 class Registered(Message, tag="registered", frozen=True, kw_only=True):

@@ -8,6 +8,12 @@ read it answers the upgrade with that header set to :data:`RECEIVED` and registe
 as soon as the connection opens. A client whose upgrade response lacks it (a hub that does not
 know the header, or could not read it) sends ``Register`` as its first message, as before.
 
+A vehicle back from a cut dials several connections at once (the first ones wait on lost
+SYNs), and each upgrade that reaches the hub would register, replacing the one before it. So
+the connections dialled for one registration carry the same ``Register.dial``: the hub
+registers the first of them and answers the others :data:`DUPLICATE` (and closes them), and
+the client takes over only the connection the hub answered :data:`RECEIVED`.
+
 The header's value is the message's JSON, zlib-compressed and base64url-encoded (an SDP offer
 shrinks from ~3-8 kB to under 2 kB); one that would pass :data:`MAX_HEADER_CHARS` is not sent.
 These are pure functions; the hub and :class:`~teledrive.shared.signaling.SignalingClient` do
@@ -34,6 +40,8 @@ REGISTER_HEADER: Final = "Teledrive-Register"
 """Request header with the client's ``Register``; response header that says it was read."""
 RECEIVED: Final = "received"
 """The response header's value when the hub read the request's ``Register``."""
+DUPLICATE: Final = "duplicate"
+"""The response header's value when another connection of the same ``dial`` registered first."""
 MAX_HEADER_CHARS: Final = 6000
 """Longest value sent (websockets servers refuse header lines over 8 kB)."""
 
@@ -57,8 +65,9 @@ def decode_register_header(value: str, *, where: str) -> Register:
         The message.
 
     Raises:
-        ProtocolError: the value is too long, not base64url, not zlib, larger than a message
-            may be once inflated, not a valid message, or a message other than ``Register``.
+        ProtocolError: the value is too long, not base64url (padded), not zlib (or has bytes
+            after it), larger than a message may be once inflated, not a valid message, or a
+            message other than ``Register``.
     """
     channel = f"{where}: {REGISTER_HEADER} header"
     if len(value) > MAX_HEADER_CHARS:
@@ -76,6 +85,8 @@ def decode_register_header(value: str, *, where: str) -> Register:
         raise ProtocolError(f"{channel}: inflates past {MAX_MESSAGE_BYTES} bytes")
     if not inflater.eof:
         raise ProtocolError(f"{channel}: zlib data is truncated")
+    if inflater.unused_data:
+        raise ProtocolError(f"{channel}: {len(inflater.unused_data)} bytes after the zlib data")
     message = decode_signal(text, channel=channel)
     if not isinstance(message, Register):
         raise ProtocolError(f"{channel}: carries {message_type(message)}, not register")

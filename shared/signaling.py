@@ -14,6 +14,8 @@ exponentially, the ping timeout has not fired yet), and the reconnect backoff ma
 too. A caller that knows the link was down (the vehicle lost its operator) calls
 :meth:`SignalingClient.redial`: it dials a fresh connection alongside the old one with a short
 timeout, and when that opens it takes over at once (the hub replaces the old registration).
+Re-dials overlap; all those dialled for one registration carry one ``Register.dial``, and the
+hub registers the first to arrive: only that one takes over.
 """
 
 from __future__ import annotations
@@ -23,16 +25,18 @@ import contextlib
 import inspect
 import logging
 import random
+import secrets
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
+import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.uri import parse_uri
 
-from teledrive.shared.dial import open_tcp
 from teledrive.shared.errors import ConfigError, LinkError, ProtocolError
 from teledrive.shared.messages import (
     MAX_MESSAGE_BYTES,
@@ -46,6 +50,7 @@ from teledrive.shared.messages import (
     message_type,
 )
 from teledrive.shared.register_header import (
+    DUPLICATE,
     RECEIVED,
     REGISTER_HEADER,
     encode_register_header,
@@ -129,6 +134,8 @@ class SignalingStats:
         registrations: ``Registered`` received.
         registered_in_upgrade: registrations whose ``Register`` the hub read from the
             upgrade request (:mod:`~teledrive.shared.register_header`), a round trip sooner.
+        duplicate_dials: connections the hub did not register because another one dialled
+            for the same registration got there first (closed unused).
         reconnects: connection attempts after the first one.
         redials: connections opened by :meth:`SignalingClient.redial` that took over.
         messages_received: messages decoded and dispatched.
@@ -141,6 +148,7 @@ class SignalingStats:
     connects: int = 0
     registrations: int = 0
     registered_in_upgrade: int = 0
+    duplicate_dials: int = 0
     reconnects: int = 0
     redials: int = 0
     messages_received: int = 0
@@ -245,7 +253,12 @@ class SignalingClient:
         self._disconnect_reason = ""
         self._handover: ClientConnection | None = None
         self._wake = asyncio.Event()
-        self._upgrading = False
+        self._instance = secrets.token_hex(4)
+        # The Register each opening connection carried in its upgrade request.
+        self._carried: weakref.WeakKeyDictionary[ClientConnection, Register]
+        self._carried = weakref.WeakKeyDictionary()
+        self._registered_with: Register | None = None
+        self._redials_in_flight = 0
 
     @property
     def connected(self) -> EventView:
@@ -256,6 +269,14 @@ class SignalingClient:
     def registered(self) -> Registered | None:
         """The hub's answer to the latest registration, or ``None`` before the first."""
         return self._registered_message
+
+    @property
+    def registered_with(self) -> Register | None:
+        """The ``Register`` of the latest registration, or ``None`` before the first.
+
+        Its offer is the one made ahead that the hub may open the next session with.
+        """
+        return self._registered_with
 
     @property
     def disconnect_reason(self) -> str:
@@ -318,12 +339,13 @@ class SignalingClient:
         For when the caller knows the network was cut: the current websocket may be a zombie
         waiting on TCP retransmissions, or :meth:`run` may be sleeping off its backoff. If the
         new connection opens within ``timeout_s``, the current one is dropped and :meth:`run`
-        registers on the new one at once. Several calls may overlap: the hub registers a
-        connection in its upgrade (:mod:`~teledrive.shared.register_header`), so one connection
-        upgrades at a time, and the first whose TCP connection opens takes over; the others
-        are closed before their upgrade. A connection :meth:`run` opened by itself is never
-        dropped while it registers (it is as fresh as this one, and a second registration
-        would end the session the hub may have opened on the first).
+        registers on the new one at once. Several calls may overlap, with :meth:`run`'s own
+        attempt too: they carry one ``Register.dial`` and the hub registers the first of them
+        to arrive, in its upgrade; only that one takes over, the others are closed unused.
+        With a hub that registers in-band only, the first to open takes over, and a
+        connection :meth:`run` opened by itself is never dropped while it registers (it is as
+        fresh as this one, and a second registration would end the session the hub may have
+        opened on the first).
 
         Args:
             timeout_s: how long the new connection may take to open.
@@ -341,24 +363,28 @@ class SignalingClient:
             await prepare()
             if self._connection_changes() != before or self._closing.is_set():
                 return False
-
-        def wanted() -> bool:
-            # A connection that opened but is still registering was registered by the hub in
-            # its upgrade: this one's registration would replace it there.
-            registering = self._ws is not None and not self._registered.is_set()
-            unchanged = self._connection_changes() == before
-            return unchanged and not registering and not self._closing.is_set()
-
+        self._redials_in_flight += 1
         try:
-            ws = await self._dial(timeout_s, wanted=wanted)
+            async with asyncio.timeout(timeout_s):
+                ws = await self._dial(timeout_s)
         except (OSError, TimeoutError, InvalidHandshake) as err:
             logger.debug("signaling %s: redial failed: %s", self._url, err)
             return False
-        stale = self._connection_changes() != before
-        # Refused also when that connection is stuck registering (the link cut right after
-        # its TCP handshake): then register_timeout_s ends it and re-dials take over again.
-        registering = self._ws is not None and not self._registered.is_set()
-        if stale or registering or self._closing.is_set():
+        finally:
+            self._redials_in_flight -= 1
+        verdict = _hub_verdict(ws)
+        if verdict == RECEIVED:
+            # The hub registered it (replacing this client's older connection): it must take
+            # over, unless the client is closing.
+            refused = self._closing.is_set()
+        else:
+            stale = self._connection_changes() != before
+            # Refused also when that connection is stuck registering (the link cut right
+            # after its TCP handshake): then register_timeout_s ends it and re-dials take over.
+            registering = self._ws is not None and not self._registered.is_set()
+            refused = verdict == DUPLICATE or stale or registering or self._closing.is_set()
+            self._stats.duplicate_dials += verdict == DUPLICATE
+        if refused:
             await ws.close()
             return False
         self._stats.connects += 1
@@ -431,7 +457,8 @@ class SignalingClient:
             self._disconnect_reason = reason
             if self._on_disconnected is not None:
                 await self._call(self._on_disconnected)
-        if ws.close_code == CLOSE_REPLACED and (self._upgrading or self._handover is not None):
+        ours = self._redials_in_flight > 0 or self._handover is not None
+        if ws.close_code == CLOSE_REPLACED and ours:
             # The hub registered this client's own re-dial (in its upgrade) before the client
             # had dropped this connection for it.
             logger.info("signaling %s: replaced by this client's re-dial", self._url)
@@ -444,37 +471,14 @@ class SignalingClient:
             return self._backoff.max_delay_s()
         return self._backoff.next_delay_s()
 
-    async def _dial(self, open_timeout_s: float, *, wanted: Callable[[], bool]) -> ClientConnection:
-        """Opens a websocket whose upgrade request carries ``Register``.
-
-        The TCP connection opens first; it goes on to its upgrade only if ``wanted()`` still
-        holds and no other connection of this client is upgrading (see
-        :mod:`~teledrive.shared.dial`).
-
-        Raises:
-            OSError, TimeoutError, InvalidHandshake: it did not open (:class:`LinkError` when
-                it was not wanted any more or another one was upgrading).
-        """
-        async with asyncio.timeout(open_timeout_s):
-            sock = await open_tcp(self._url)
-            if self._upgrading or not wanted():
-                sock.close()
-                raise LinkError(f"signaling {self._url}: not needed, another connection is up")
-            self._upgrading = True
-            try:
-                register = self._current_register()
-                options = self._options(open_timeout_s=open_timeout_s, register=register)
-                return await self._connect(self._url, sock=sock, **options)
-            except BaseException:
-                sock.close()  # (a no-op once websockets' transport has closed it)
-                raise
-            finally:
-                self._upgrading = False
-
-    def _current_register(self) -> Register:
-        return self._register if isinstance(self._register, Register) else self._register()
-
-    def _options(self, *, open_timeout_s: float, register: Register) -> dict[str, Any]:
+    async def _dial(self, open_timeout_s: float) -> ClientConnection:
+        """Opens a websocket whose upgrade request carries this client's ``Register``."""
+        register = self._current_register()
+        # One dial id per registration: every connection dialled before the next Registered
+        # (re-dials, run()'s own attempt) is one more try for the same registration.
+        register = msgspec.structs.replace(
+            register, dial=f"{self._instance}.{self._stats.registrations}"
+        )
         options: dict[str, Any] = {
             "max_size": MAX_MESSAGE_BYTES,
             "open_timeout": open_timeout_s,
@@ -485,7 +489,12 @@ class SignalingClient:
         header = encode_register_header(register)
         if header is not None:
             options["additional_headers"] = {REGISTER_HEADER: header}
-        return options
+        ws = await self._connect(self._url, **options)
+        self._carried[ws] = register
+        return ws
+
+    def _current_register(self) -> Register:
+        return self._register if isinstance(self._register, Register) else self._register()
 
     def _take_handover(self) -> ClientConnection | None:
         ws, self._handover = self._handover, None
@@ -496,12 +505,7 @@ class SignalingClient:
         handover = self._take_handover()
         if handover is not None:
             return handover
-        opening = asyncio.ensure_future(
-            self._dial(
-                self._register_timeout_s,
-                wanted=lambda: self._handover is None and not self._closing.is_set(),
-            )
-        )
+        opening = asyncio.ensure_future(self._dial(self._register_timeout_s))
         closing = asyncio.ensure_future(self._closing.wait())
         woken = asyncio.ensure_future(self._wake.wait())
         try:
@@ -528,6 +532,10 @@ class SignalingClient:
                 raise _Closing
             return handover
         ws = opening.result()
+        if _hub_verdict(ws) == DUPLICATE:
+            self._stats.duplicate_dials += 1
+            await ws.close()
+            raise LinkError(f"signaling {self._url}: a re-dial of this client registered first")
         self._stats.connects += 1
         if self._closing.is_set():
             await ws.close()
@@ -535,13 +543,16 @@ class SignalingClient:
         return ws
 
     async def _serve(self, ws: ClientConnection, probes: TailProber) -> None:
-        response = ws.response
-        in_upgrade = response is not None and response.headers.get(REGISTER_HEADER) == RECEIVED
-        if not in_upgrade:
+        carried = self._carried.pop(ws, None)
+        if carried is not None and _hub_verdict(ws) == RECEIVED:
+            register, in_upgrade = carried, True
+        else:
             # A hub that did not read the header (or one from before it): register in-band.
-            await ws.send(encode_text(self._current_register()))
+            register, in_upgrade = self._current_register(), False
+            await ws.send(encode_text(register))
             probes.sent()
         registered = await self._await_registered(ws)
+        self._registered_with = register
         self._stats.registered_in_upgrade += in_upgrade
         self._registered_at_s = self._clock()
         self._registered_message = registered
@@ -605,3 +616,9 @@ class SignalingClient:
             # A faulty callback must not take the hub link down; it is logged and counted.
             self._stats.callback_errors += 1
             logger.exception("signaling %s: callback %r failed", self._url, callback)
+
+
+def _hub_verdict(ws: ClientConnection) -> str | None:
+    """What the hub's upgrade response said of the ``Register`` header (None: nothing)."""
+    response = ws.response
+    return None if response is None else response.headers.get(REGISTER_HEADER)

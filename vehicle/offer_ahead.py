@@ -10,6 +10,12 @@ hub opens the session with it (``Connect(offer_ahead=True)``, see ``operator/hub
 An offer carries the vehicle's ICE candidates, which age (a modem that attaches to a new cell
 may get a new address), so the ready one is rebuilt when it is older than :data:`MAX_AGE_MS`;
 the hub, for its part, uses one only for a few seconds.
+
+Re-dial attempts overlap and each carries the offer ready when it was dialled, so a rebuild
+during a cut leaves attempts in flight with different offers; the hub registers whichever
+arrives first. So every offer sent stays open (the latest :data:`MAX_SENT`) until the hub
+opens a session: :meth:`OfferAhead.take` is given the offer of the registration the hub
+accepted and keeps the session it belongs to.
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ log = logging.getLogger(__name__)
 
 MAX_AGE_MS = 1000.0
 """A ready offer older than this is rebuilt before the next re-dial attempt."""
+MAX_SENT = 4
+"""Offers sent with re-dial attempts kept open at once (attempts live ~1.5 s, a rebuild comes
+at most once a second)."""
 MAX_SEND_AGE_MS = 5000.0
 """A ready offer older than this is not sent with a registration (no re-dial made it: it is
 left over, and its candidates may be stale): it is closed instead."""
@@ -33,7 +42,7 @@ SessionBuilder = Callable[[], Awaitable[tuple[Session, str]]]
 """Builds a session (peer connection, tracks, channels) and returns it with its offer SDP."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # compared by identity
 class _Ready:
     session: Session
     sdp: str
@@ -63,7 +72,7 @@ class OfferAhead:
         self._now_ms = now_ms
         self._max_age_ms = max_age_ms
         self._ready: _Ready | None = None
-        self._sent: Session | None = None
+        self._sent: list[_Ready] = []  # oldest first
         self._lock = asyncio.Lock()
         self._ended = 0  # take() and discard() calls: a build that saw one end is not kept
         self.made = 0
@@ -93,40 +102,48 @@ class OfferAhead:
                 self._close(session)
                 return
             old, self._ready = self._ready, _Ready(session, sdp, self._now_ms())
-            if old is not None and old.session is not self._sent:
+            if old is not None and old not in self._sent:
                 self._close(old.session)
 
     def offer_for_registration(self) -> str | None:
-        """The ready offer, to send with a registration (remembered as the one sent)."""
+        """The ready offer, to send with a registration (kept open until a session opens)."""
         ready = self._ready
         if ready is None:
             return None
         if self._now_ms() - ready.made_ms > MAX_SEND_AGE_MS:
             self.discard()  # left over from a re-dial long done
             return None
-        if self._sent is not None and self._sent is not ready.session:
-            self._close(self._sent)  # a registration with the newer offer replaces it
-        self._sent = ready.session
+        if ready not in self._sent:
+            self._sent.append(ready)
+            if len(self._sent) > MAX_SENT:
+                self._close(self._sent.pop(0).session)
         return ready.sdp
 
-    def take(self) -> Session | None:
-        """The session whose offer the hub opened a session with; closes any other one."""
+    def take(self, sdp: str | None) -> Session | None:
+        """The session whose offer the hub opened a session with; closes every other one.
+
+        Args:
+            sdp: the offer of the registration the hub accepted.
+
+        Returns:
+            The session of that offer, or None if none here has it.
+        """
         self._ended += 1
-        sent, self._sent = self._sent, None
-        self._drop_ready(keep=sent)
-        if sent is not None:
-            self.used += 1
-        return sent
+        taken = next((sent for sent in self._sent if sent.sdp == sdp), None)
+        self._drop_all(keep=taken)
+        if taken is None:
+            return None
+        self.used += 1
+        return taken.session
 
     def discard(self) -> None:
         """The hub opened a session without an offer made ahead (or the vehicle stops)."""
         self._ended += 1
-        sent, self._sent = self._sent, None
-        if sent is not None:
-            self._close(sent)
-        self._drop_ready(keep=sent)
+        self._drop_all(keep=None)
 
-    def _drop_ready(self, *, keep: Session | None) -> None:
+    def _drop_all(self, *, keep: _Ready | None) -> None:
         ready, self._ready = self._ready, None
-        if ready is not None and ready.session is not keep:
-            self._close(ready.session)
+        sent, self._sent = self._sent, []
+        for dropped in [*sent, *([ready] if ready is not None and ready not in sent else [])]:
+            if dropped is not keep:
+                self._close(dropped.session)

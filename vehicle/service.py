@@ -298,7 +298,8 @@ class VehicleService:
     ) -> None:
         await self._end_session("replaced by a new session")
         if offer_ahead:
-            made = self.offers.take()
+            registered = self.signaling.registered_with
+            made = self.offers.take(registered.offer if registered is not None else None)
             if made is not None:
                 self._begin(made, session_id, operator_id)
                 log.info("session %s with operator %s: offer made ahead", session_id, operator_id)

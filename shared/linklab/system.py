@@ -585,7 +585,7 @@ def frame_gaps(
     for before, after in itertools.pairwise(times_ms):
         if any(before < cut.end_ms and after > cut.start_ms for cut in cuts):
             continue
-        # Each fade clipped to the gap's window, so a gap never loses more than its length.
+        # Each fade clipped to the gap's window (the gap and its lookback).
         window_start = before - lookback_ms
         counted = sorted(
             (max(start, window_start), min(end, after))
@@ -596,7 +596,8 @@ def frame_gaps(
         for start, end in counted:
             faded_ms += max(0.0, end - max(start, covered_until))
             covered_until = max(covered_until, end)
-        gaps.append(Gap(before, after - before, after - before - faded_ms))
+        # The window is longer than the gap by the lookback: never less than nothing left.
+        gaps.append(Gap(before, after - before, max(0.0, after - before - faded_ms)))
     return gaps
 
 

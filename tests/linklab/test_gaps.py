@@ -45,6 +45,9 @@ def test_a_fade_longer_than_the_gap_takes_away_no_more_than_the_gap() -> None:
     times = [0.0, 33.0, 433.0, 466.0]
     # Begins inside the 400 ms gap and outlasts it: only its part up to 433 ms counts.
     assert longest_gap_ms(times, [], fades=[(100.0, 900.0)], lookback_ms=120.0) == 67.0
+    # Covers the gap and its lookback: nothing is left of the gap, not less than nothing.
+    gaps = frame_gaps(times, [], fades=[(-1000.0, 1000.0)], lookback_ms=120.0)
+    assert [gap.beyond_fades_ms for gap in gaps] == [0.0, 0.0, 0.0]
 
 
 def test_a_fade_that_began_before_the_lookback_counts_with_its_part_inside_it() -> None:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from teledrive.vehicle.camera import Camera, SyntheticSource
-from teledrive.vehicle.offer_ahead import MAX_AGE_MS, MAX_SEND_AGE_MS, OfferAhead
+from teledrive.vehicle.offer_ahead import MAX_AGE_MS, MAX_SEND_AGE_MS, MAX_SENT, OfferAhead
 from teledrive.vehicle.session import Session, SessionCloser
 
 
@@ -59,21 +59,45 @@ async def test_the_offer_sent_is_the_one_taken_even_after_a_newer_one(rig: Rig) 
     rig.now_ms += MAX_AGE_MS + 1.0
     await offers.prepare()  # another attempt after the registration: the sent one stays
     assert rig.closed == []
-    assert offers.take() is rig.built[0]
+    assert offers.take("sdp0") is rig.built[0]
     assert rig.closed == [rig.built[1]]
     assert offers.used == 1
-    assert offers.take() is None  # used once
+    assert offers.take("sdp0") is None  # used once
 
 
-async def test_a_newer_registration_replaces_the_offer_sent_before(rig: Rig) -> None:
+async def test_overlapping_attempts_keep_their_offers_until_the_hub_picks_one(rig: Rig) -> None:
+    # Two re-dial attempts in flight with different offers (a rebuild between them): the hub
+    # may register the older one, so both stay open until the session says which.
     offers = rig.offers
     await offers.prepare()
-    offers.offer_for_registration()
+    assert offers.offer_for_registration() == "sdp0"
     rig.now_ms += MAX_AGE_MS + 1.0
     await offers.prepare()
     assert offers.offer_for_registration() == "sdp1"
+    assert rig.closed == []
+    assert offers.take("sdp0") is rig.built[0]
+    assert rig.closed == [rig.built[1]]
+
+
+async def test_only_the_latest_offers_sent_stay_open(rig: Rig) -> None:
+    offers = rig.offers
+    for _ in range(MAX_SENT + 1):
+        await offers.prepare()
+        offers.offer_for_registration()
+        rig.now_ms += MAX_AGE_MS + 1.0
     assert rig.closed == [rig.built[0]]
-    assert offers.take() is rig.built[1]
+    assert offers.take("sdp0") is None  # closed: a session on it could not start
+    assert len(rig.closed) == MAX_SENT + 1
+
+
+async def test_a_session_on_an_offer_not_here_takes_nothing_and_closes_all(rig: Rig) -> None:
+    offers = rig.offers
+    await offers.prepare()
+    offers.offer_for_registration()
+    assert offers.take("an offer of another process") is None
+    assert offers.take(None) is None
+    assert rig.closed == [rig.built[0]]
+    assert offers.used == 0
 
 
 async def test_discard_closes_everything_and_a_failed_build_is_survived(rig: Rig) -> None:
@@ -84,7 +108,7 @@ async def test_discard_closes_everything_and_a_failed_build_is_survived(rig: Rig
     await offers.prepare()
     offers.discard()
     assert rig.closed == [rig.built[0], rig.built[1]]
-    assert offers.take() is None
+    assert offers.take("sdp0") is None
     rig.fail = True
     await offers.prepare()  # logged, not raised: the re-dial goes on without an offer
     assert offers.offer_for_registration() is None
@@ -116,7 +140,7 @@ async def test_an_offer_taken_while_a_newer_one_is_built_stays_open(rig: Rig) ->
     rig.now_ms += MAX_AGE_MS + 1.0
     building = asyncio.create_task(offers.prepare())
     await asyncio.sleep(0)  # the build has started and waits (ICE gathering)
-    taken = offers.take()
+    taken = offers.take("sdp0")
     await building
     assert taken is rig.built[0]
     assert taken not in rig.closed

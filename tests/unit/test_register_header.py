@@ -24,12 +24,14 @@ from teledrive.shared.messages import (
     encode_text,
 )
 from teledrive.shared.register_header import (
+    DUPLICATE,
     MAX_HEADER_CHARS,
     RECEIVED,
     REGISTER_HEADER,
     decode_register_header,
     encode_register_header,
 )
+from teledrive.shared.signaling import CLOSE_REFUSED, CLOSE_REPLACED
 
 WAIT_S = 5.0 * float(os.environ.get("TELEDRIVE_TIME_SCALE", "1"))
 OFFER = "v=0\r\n" + "".join(
@@ -110,4 +112,64 @@ async def test_a_malformed_header_is_counted_and_the_client_registers_in_band(
             answer = decode_signal(await ws.recv())
         assert not isinstance(answer, Error)  # the header's fault was not held against it
         assert answer == Registered(id="op1", heartbeat_ms=1000.0)
+        assert hub.stats()["registered_in_upgrade"] == 0
+
+
+def dialled(hub: Hub, register: Register) -> connect:
+    """Opens a raw websocket to the hub with ``register`` in its upgrade request."""
+    header = encode_register_header(register)
+    assert header is not None
+    url = f"ws://127.0.0.1:{hub.bound_port}"
+    return connect(url, additional_headers={REGISTER_HEADER: header}, ping_interval=None)
+
+
+async def test_of_one_dial_the_first_registers_and_the_others_are_refused(hub: Hub) -> None:
+    register = Register(role="vehicle", id="v1", dial="abc.3")
+    async with dialled(hub, register) as first, dialled(hub, register) as second:
+        assert first.response is not None
+        assert second.response is not None
+        assert first.response.headers[REGISTER_HEADER] == RECEIVED
+        assert second.response.headers[REGISTER_HEADER] == DUPLICATE
+        async with asyncio.timeout(WAIT_S):
+            await second.wait_closed()
+            assert isinstance(decode_signal(await first.recv()), Registered)
+        assert second.close_code == CLOSE_REFUSED
+        stats = hub.stats()
+        assert (stats["registrations"], stats["replaced"], stats["duplicate_dials"]) == (1, 0, 1)
+    # Once the first is gone, the same dial may register (its upgrade's reply was lost, say).
+    async with dialled(hub, register) as third:
+        assert third.response is not None
+        assert third.response.headers[REGISTER_HEADER] == RECEIVED
+
+
+async def test_a_new_dial_replaces_the_connection_of_an_older_one(hub: Hub) -> None:
+    async with dialled(hub, Register(role="vehicle", id="v1", dial="abc.3")) as old:
+        async with asyncio.timeout(WAIT_S):
+            await old.recv()
+        async with dialled(hub, Register(role="vehicle", id="v1", dial="abc.4")) as new:
+            async with asyncio.timeout(WAIT_S):
+                assert isinstance(decode_signal(await new.recv()), Registered)
+                await old.wait_closed()
+            assert old.close_code == CLOSE_REPLACED
+
+
+async def test_a_header_sent_twice_is_a_bad_header_not_a_server_error(hub: Hub) -> None:
+    value = encode_register_header(Register(role="operator", id="op1"))
+    assert value is not None
+    headers = [(REGISTER_HEADER, value), (REGISTER_HEADER, value)]
+    url = f"ws://127.0.0.1:{hub.bound_port}"
+    async with connect(url, additional_headers=headers, ping_interval=None) as ws:
+        assert ws.response is not None
+        assert REGISTER_HEADER not in ws.response.headers
+        await hub.wait_stats(lambda s: s["bad_messages"] == 1, WAIT_S)
+
+
+async def test_another_protocol_version_in_the_header_is_refused(hub: Hub) -> None:
+    async with dialled(hub, Register(v=2, role="vehicle", id="v1")) as ws:
+        async with asyncio.timeout(WAIT_S):
+            error = decode_signal(await ws.recv())
+            await ws.wait_closed()
+        assert isinstance(error, Error)
+        assert error.code == "version"
+        assert ws.close_code == CLOSE_REFUSED
         assert hub.stats()["registered_in_upgrade"] == 0

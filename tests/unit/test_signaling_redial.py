@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -62,8 +62,10 @@ async def test_overlapping_redials_take_over_once(hub: Hub, clients: list[Runnin
     assert sorted(results) == [False, False, True]
     await hub.wait_stats(lambda s: s["registrations"] == 2, WAIT_S)
     assert vehicle.client.stats.redials == 1
-    # Only the one that took over reached its upgrade, which registers: the others never
-    # replaced it at the hub.
+    # All three carried one dial id: the hub registered the first to arrive (in its upgrade)
+    # and refused the other two, so they never replaced it.
+    await hub.wait_stats(lambda s: s["duplicate_dials"] == 2, WAIT_S)
+    assert vehicle.client.stats.duplicate_dials == 2
     assert hub.stats()["registrations"] == 2
     assert hub.stats()["replaced"] == 1
     assert hub.stats()["vehicles"] == 1
@@ -143,9 +145,8 @@ async def test_redial_leaves_a_connection_that_is_registering_alone(
         assert not await vehicle.client.redial(REDIAL_S)
         answer_first.set()
         await vehicle.client.wait_registered(WAIT_S)
-        # The re-dial closed its TCP connection before its upgrade (which would register)...
-        assert connections == 1
-        assert registers.empty()
+        assert connections == 2  # the re-dial did connect, and closed its connection
+        assert registers.empty()  # without registering on it
         assert vehicle.client.stats.redials == 0
         assert vehicle.client.stats.registrations == 1
         assert vehicle.client.stats.registered_in_upgrade == 0
@@ -196,3 +197,107 @@ async def test_redial_after_prepare_takes_over(hub: Hub, clients: list[Running])
     assert await vehicle.client.redial(REDIAL_S, prepare=prepare)
     assert calls == [1]  # prepared once, before the new connection was opened
     await hub.wait_stats(lambda s: s["registrations"] == 2 and s["vehicles"] == 1, WAIT_S)
+
+
+class Proxy:
+    """A TCP proxy in front of the hub that can stall one connection (a fade on the link).
+
+    ``stall`` holds connection number ``n`` (from 1): ``"request"`` swallows what the client
+    sends, ``"reply"`` forwards it but holds the hub's replies until :attr:`release` is set.
+    """
+
+    def __init__(self, hub_port: int, stall: dict[int, str]) -> None:
+        self.hub_port = hub_port
+        self.stall = stall
+        self.connections = 0
+        self.release = asyncio.Event()
+        self.opened = asyncio.Queue[int]()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"ws://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        number = self.connections
+        self.opened.put_nowait(number)
+        hub_reader, hub_writer = await asyncio.open_connection("127.0.0.1", self.hub_port)
+        mode = self.stall.get(number)
+        up = self._pipe(reader, hub_writer, swallow=mode == "request")
+        down = self._pipe(hub_reader, writer, hold=mode == "reply")
+        for coro in (up, down):
+            task = asyncio.create_task(coro)
+            self._tasks.add(task)
+
+    async def _pipe(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        swallow: bool = False,
+        hold: bool = False,
+    ) -> None:
+        try:
+            while data := await reader.read(65536):
+                if swallow:
+                    continue
+                if hold:
+                    await self.release.wait()
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+
+@pytest.fixture
+async def proxies() -> AsyncIterator[list[Proxy]]:
+    made: list[Proxy] = []
+    yield made
+    for proxy in made:
+        await proxy.stop()
+
+
+async def test_a_redial_gets_through_while_another_upgrade_is_stuck(
+    hub: Hub, clients: list[Running], proxies: list[Proxy]
+) -> None:
+    # run()'s own connection lost its upgrade request in a fade: a re-dial must not wait for
+    # it (its upgrade would take until its open timeout, 5 s).
+    proxy = Proxy(hub.bound_port, stall={1: "request"})
+    proxies.append(proxy)
+    vehicle = start(clients, await proxy.start(), "vehicle", "v1", **FAST_BACKOFF)
+    assert await vehicle.inbox.next(proxy.opened) == 1
+    assert await vehicle.client.redial(REDIAL_S)  # the first attempt, within REDIAL_S
+    await vehicle.inbox.next(vehicle.inbox.connected)
+    assert hub.stats()["vehicles"] == 1
+
+
+async def test_a_redial_is_a_duplicate_while_the_hub_registers_the_first(
+    hub: Hub, clients: list[Running], proxies: list[Proxy]
+) -> None:
+    # run()'s connection reached the hub, which registered it in its upgrade, but the reply
+    # is still on its way: a re-dial now must not replace it (that would end the session the
+    # hub may open on it) and must not be closed as if it had not registered.
+    proxy = Proxy(hub.bound_port, stall={1: "reply"})
+    proxies.append(proxy)
+    vehicle = start(clients, await proxy.start(), "vehicle", "v1", **FAST_BACKOFF)
+    await hub.wait_stats(lambda s: s["vehicles"] == 1, WAIT_S)
+    assert not await vehicle.client.redial(REDIAL_S)
+    assert hub.stats()["duplicate_dials"] == 1
+    assert vehicle.client.stats.duplicate_dials == 1
+    proxy.release.set()
+    await vehicle.inbox.next(vehicle.inbox.connected)
+    stats = hub.stats()
+    assert (stats["vehicles"], stats["registrations"], stats["replaced"]) == (1, 1, 0)
+    assert vehicle.client.stats.registered_in_upgrade == 1
