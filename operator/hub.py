@@ -87,6 +87,7 @@ from teledrive.shared.messages import (
 from teledrive.shared.register_header import (
     DUPLICATE,
     RECEIVED,
+    REFUSED,
     REGISTER_HEADER,
     decode_register_header,
 )
@@ -135,9 +136,16 @@ class _BadHeader(NamedTuple):
     text: str
 
 
-_InUpgrade = Register | _BadHeader | Literal["duplicate"]
-"""What an opening connection's upgrade request carried: a ``Register`` to register, one that
-another connection of the same ``dial`` registered first, or an unreadable header."""
+class _Refused(NamedTuple):
+    """An upgrade request's ``Register`` that :meth:`Hub._admit` refuses."""
+
+    register: Register
+
+
+_InUpgrade = Register | _Refused | _BadHeader | Literal["duplicate"]
+"""What an opening connection's upgrade request carried: a ``Register`` to register, one the
+hub refuses, one that another connection of the same ``dial`` registered first, or an
+unreadable header."""
 
 
 def _clip(text: str) -> str:
@@ -364,6 +372,8 @@ class Hub:
             register = decode_register_header(values[0], where=where)
         except ProtocolError as err:
             return _BadHeader(str(err))
+        if self._admit(register) is not None:
+            return _Refused(register)  # refused once the connection opens, with the reason
         if register.dial is None:
             return register
         key = (register.role, register.id, register.dial)
@@ -379,6 +389,8 @@ class Hub:
         in_upgrade = self._in_upgrade.get(ws)
         if isinstance(in_upgrade, Register):
             response.headers[REGISTER_HEADER] = RECEIVED
+        elif isinstance(in_upgrade, _Refused):
+            response.headers[REGISTER_HEADER] = REFUSED
         elif in_upgrade == DUPLICATE:
             response.headers[REGISTER_HEADER] = DUPLICATE
         return None
@@ -420,8 +432,8 @@ class Hub:
             await ws.close(CLOSE_REFUSED, "duplicate dial")
             return None
         message: SignalMessage | None
-        if isinstance(in_upgrade, Register):
-            message = in_upgrade
+        if isinstance(in_upgrade, Register | _Refused):
+            message = in_upgrade if isinstance(in_upgrade, Register) else in_upgrade.register
         else:
             message = await self._receive_register(ws, where)
             if message is None:
@@ -516,7 +528,10 @@ class Hub:
             session = self._presence.session_of(peer.role, peer.id)
             if session is not None:
                 self._end_session(session, f"{old.label} reconnected")
-            old.close(CLOSE_REPLACED, "replaced by a newer connection")
+            # The new connection's dial in the reason: a client tells its own re-dial from
+            # another process with its id.
+            dial = f" (dial {register.dial})" if register.dial else ""
+            old.close(CLOSE_REPLACED, f"replaced by a newer connection{dial}")
         link = _Link(ws, peer, self._tail_probes_ms)
         if register.offer is not None and peer.role == "vehicle":
             link.offer_ahead = (register.offer, self._clock())

@@ -40,6 +40,9 @@ REGISTER_HEADER: Final = "Teledrive-Register"
 """Request header with the client's ``Register``; response header that says it was read."""
 RECEIVED: Final = "received"
 """The response header's value when the hub read the request's ``Register``."""
+REFUSED: Final = "refused"
+"""The response header's value when the hub read the ``Register`` and refuses it (an ``error``
+message follows, then the close)."""
 DUPLICATE: Final = "duplicate"
 """The response header's value when another connection of the same ``dial`` registered first."""
 MAX_HEADER_CHARS: Final = 6000

@@ -52,6 +52,7 @@ from teledrive.shared.messages import (
 from teledrive.shared.register_header import (
     DUPLICATE,
     RECEIVED,
+    REFUSED,
     REGISTER_HEADER,
     encode_register_header,
 )
@@ -351,7 +352,8 @@ class SignalingClient:
             timeout_s: how long the new connection may take to open.
             prepare: awaited before dialling (the vehicle builds the offer its registration
                 carries). A connection opened, registered or taken over meanwhile (or a
-                close) makes this call give up, as one that does so while this call dials.
+                close) makes this call give up; while it dials, only with a hub that
+                registers in-band (one that registered it in its upgrade decided already).
 
         Returns:
             Whether this call's connection took over.
@@ -382,7 +384,9 @@ class SignalingClient:
             # Refused also when that connection is stuck registering (the link cut right
             # after its TCP handshake): then register_timeout_s ends it and re-dials take over.
             registering = self._ws is not None and not self._registered.is_set()
-            refused = verdict == DUPLICATE or stale or registering or self._closing.is_set()
+            # (REFUSED: the hub refuses this registration; the current link stays.)
+            refused = verdict in (DUPLICATE, REFUSED) or stale or registering
+            refused = refused or self._closing.is_set()
             self._stats.duplicate_dials += verdict == DUPLICATE
         if refused:
             await ws.close()
@@ -390,7 +394,9 @@ class SignalingClient:
         self._stats.connects += 1
         self._stats.redials += 1
         logger.info("signaling %s: redialled; the new connection takes over", self._url)
-        self._handover = ws
+        previous, self._handover = self._handover, ws
+        if previous is not None:
+            previous.transport.abort()  # (a later dial the hub registered over it)
         self._wake.set()
         old = self._ws
         if old is not None:
@@ -457,7 +463,8 @@ class SignalingClient:
             self._disconnect_reason = reason
             if self._on_disconnected is not None:
                 await self._call(self._on_disconnected)
-        ours = self._redials_in_flight > 0 or self._handover is not None
+        # The hub names the replacing connection's dial (see hub.py): this client's own?
+        ours = f"(dial {self._instance}." in (ws.close_reason or "")
         if ws.close_code == CLOSE_REPLACED and ours:
             # The hub registered this client's own re-dial (in its upgrade) before the client
             # had dropped this connection for it.
@@ -486,7 +493,12 @@ class SignalingClient:
             "ping_timeout": self._ping_timeout_s,
             "close_timeout": 1.0,
         }
+        # An offer too large for the header stays behind (the hub then offers the usual way):
+        # without the header, overlapping dials would lose the hub's arbitration.
         header = encode_register_header(register)
+        if header is None:
+            register = msgspec.structs.replace(register, offer=None)
+            header = encode_register_header(register)
         if header is not None:
             options["additional_headers"] = {REGISTER_HEADER: header}
         ws = await self._connect(self._url, **options)
@@ -544,7 +556,8 @@ class SignalingClient:
 
     async def _serve(self, ws: ClientConnection, probes: TailProber) -> None:
         carried = self._carried.pop(ws, None)
-        if carried is not None and _hub_verdict(ws) == RECEIVED:
+        if carried is not None and _hub_verdict(ws) in (RECEIVED, REFUSED):
+            # Read by the hub: Registered follows, or (refused) an Error.
             register, in_upgrade = carried, True
         else:
             # A hub that did not read the header (or one from before it): register in-band.

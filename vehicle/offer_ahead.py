@@ -14,8 +14,8 @@ the hub, for its part, uses one only for a few seconds.
 Re-dial attempts overlap and each carries the offer ready when it was dialled, so a rebuild
 during a cut leaves attempts in flight with different offers; the hub registers whichever
 arrives first. So every offer sent stays open (the latest :data:`MAX_SENT`) until the hub
-opens a session: :meth:`OfferAhead.take` is given the offer of the registration the hub
-accepted and keeps the session it belongs to.
+registers one (:meth:`OfferAhead.settle` keeps that one only), and :meth:`OfferAhead.take` is
+given the offer of the registration the hub accepted and keeps the session it belongs to.
 """
 
 from __future__ import annotations
@@ -32,8 +32,10 @@ log = logging.getLogger(__name__)
 MAX_AGE_MS = 1000.0
 """A ready offer older than this is rebuilt before the next re-dial attempt."""
 MAX_SENT = 4
-"""Offers sent with re-dial attempts kept open at once (attempts live ~1.5 s, a rebuild comes
-at most once a second)."""
+"""Offers sent with dial attempts kept open at once (a re-dial lives 1.5 s and a rebuild comes
+at most once a second; the signaling client's own attempt may live longer, and if the hub
+registers one whose offer was closed, the session it opens with it is ended and asked for
+again)."""
 MAX_SEND_AGE_MS = 5000.0
 """A ready offer older than this is not sent with a registration (no re-dial made it: it is
 left over, and its candidates may be stale): it is closed instead."""
@@ -85,11 +87,11 @@ class OfferAhead:
 
         A failure to build one is logged: the vehicle then re-dials without it.
         """
+        ended = self._ended  # before the lock: a take() while waiting for it ends this re-dial
         async with self._lock:
             ready = self._ready
             if ready is not None and self._now_ms() - ready.made_ms <= self._max_age_ms:
                 return
-            ended = self._ended
             try:
                 session, sdp = await self._build()
             except Exception as err:  # an optimisation: never let it stop a re-dial
@@ -118,6 +120,18 @@ class OfferAhead:
             if len(self._sent) > MAX_SENT:
                 self._close(self._sent.pop(0).session)
         return ready.sdp
+
+    def settle(self, sdp: str | None) -> None:
+        """The hub registered the vehicle with the offer ``sdp`` (None: without one).
+
+        The re-dials are over: every other offer made or sent is closed, that one is kept for
+        :meth:`take`.
+        """
+        self._ended += 1
+        kept = next((sent for sent in self._sent if sent.sdp == sdp), None)
+        self._drop_all(keep=kept)
+        if kept is not None:
+            self._sent = [kept]
 
     def take(self, sdp: str | None) -> Session | None:
         """The session whose offer the hub opened a session with; closes every other one.

@@ -33,7 +33,7 @@ from teledrive.vehicle.control import AutonomySource, Controller, mcu_state_name
 from teledrive.vehicle.mcu_codec import Fault
 from teledrive.vehicle.motor_link import MotorLink
 from teledrive.vehicle.offer_ahead import OfferAhead
-from teledrive.vehicle.redial import run_redial
+from teledrive.vehicle.redial import operator_lost, run_redial
 from teledrive.vehicle.session import Session, SessionCloser
 from teledrive.vehicle.sim_world import SimWorld, motor_motion, sim_world_from_config
 from teledrive.vehicle.supervisor import (
@@ -149,7 +149,7 @@ class VehicleService:
             config.vehicle.hub_url,
             self._registration,
             on_message=self._on_signal,
-            on_connected=self._report_status,
+            on_connected=self._on_registered,
         )
         self.session: Session | None = None
         self.errors = 0
@@ -244,6 +244,17 @@ class VehicleService:
             cameras=[c.name for c in self.cameras],
             offer=self.offers.offer_for_registration(),
         )
+
+    async def _on_registered(self) -> None:
+        session = self.session
+        if session is not None and operator_lost(session, self.now_ms()):
+            # Registered after the operator was lost: the link is back, and this session's
+            # re-dials are over (one more would replace this registration at the hub, ending
+            # the session the operator may be opening on it).
+            session.redialled = True
+        registered = self.signaling.registered_with
+        self.offers.settle(registered.offer if registered is not None else None)
+        await self._report_status()
 
     async def _redial(self, timeout_s: float) -> bool:
         before = self.signaling.stats.registrations

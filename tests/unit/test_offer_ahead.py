@@ -20,6 +20,8 @@ class Rig:
         self.built: list[Session] = []
         self.closed: list[Session] = []
         self.fail = False
+        self.hold = asyncio.Event()  # builds wait for it while cleared
+        self.hold.set()
         self.offers = OfferAhead(self.build, self.closed.append, now_ms=lambda: self.now_ms)
 
     async def build(self) -> tuple[Session, str]:
@@ -28,6 +30,7 @@ class Rig:
         session = Session(f"ahead{len(self.built)}", "?")
         self.built.append(session)
         await asyncio.sleep(0)  # building awaits (ICE gathering)
+        await self.hold.wait()
         return session, f"sdp{len(self.built) - 1}"
 
 
@@ -164,3 +167,47 @@ async def test_closing_a_session_removes_its_handshake_resender() -> None:
     closer.close(session)  # never answered: DTLS never started, so it would not say so
     assert session.handshake.removed
     await closer.drain()
+
+
+async def test_a_registration_settles_the_offers_on_the_one_it_carried(rig: Rig) -> None:
+    offers = rig.offers
+    await offers.prepare()
+    offers.offer_for_registration()
+    rig.now_ms += MAX_AGE_MS + 1.0
+    await offers.prepare()
+    offers.offer_for_registration()
+    offers.settle("sdp0")  # the hub registered the older attempt
+    assert rig.closed == [rig.built[1]]
+    assert offers.take("sdp0") is rig.built[0]
+    offers.settle(None)  # a registration without an offer: nothing is kept
+    assert rig.closed == [rig.built[1]]
+
+
+async def test_an_offer_built_while_the_vehicle_registers_is_not_kept(rig: Rig) -> None:
+    offers = rig.offers
+    await offers.prepare()
+    offers.offer_for_registration()
+    rig.now_ms += MAX_AGE_MS + 1.0
+    building = asyncio.create_task(offers.prepare())
+    await asyncio.sleep(0)  # the build waits (ICE gathering)
+    offers.settle("sdp0")
+    await building
+    assert rig.closed == [rig.built[1]]  # the re-dial it was for is over
+
+
+async def test_a_prepare_that_waited_for_the_lock_through_a_take_keeps_nothing(rig: Rig) -> None:
+    offers = rig.offers
+    await offers.prepare()
+    offers.offer_for_registration()
+    rig.now_ms += MAX_AGE_MS + 1.0
+    rig.hold.clear()
+    first = asyncio.create_task(offers.prepare())  # holds the lock while it builds
+    second = asyncio.create_task(offers.prepare())  # waits for the lock
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert len(rig.built) == 2  # the first is building, the second waits
+    assert offers.take("sdp0") is rig.built[0]
+    rig.hold.set()
+    await asyncio.gather(first, second)
+    # Neither kept an offer open for a session that no longer needs one.
+    assert set(map(id, rig.closed)) == {id(session) for session in rig.built[1:]}

@@ -27,6 +27,7 @@ from teledrive.shared.register_header import (
     DUPLICATE,
     MAX_HEADER_CHARS,
     RECEIVED,
+    REFUSED,
     REGISTER_HEADER,
     decode_register_header,
     encode_register_header,
@@ -172,4 +173,7 @@ async def test_another_protocol_version_in_the_header_is_refused(hub: Hub) -> No
         assert isinstance(error, Error)
         assert error.code == "version"
         assert ws.close_code == CLOSE_REFUSED
+        # Not "received": a client must not take over a connection the hub refuses.
+        assert ws.response is not None
+        assert ws.response.headers[REGISTER_HEADER] == REFUSED
         assert hub.stats()["registered_in_upgrade"] == 0
