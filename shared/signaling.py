@@ -272,6 +272,11 @@ class SignalingClient:
         return self._registered_message
 
     @property
+    def instance(self) -> str:
+        """This client's random part of its ``Register.dial`` ids (tells its dials apart)."""
+        return self._instance
+
+    @property
     def registered_with(self) -> Register | None:
         """The ``Register`` of the latest registration, or ``None`` before the first.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -22,6 +23,7 @@ from teledrive.shared.messages import (
     decode_signal,
     encode_text,
 )
+from teledrive.shared.register_header import REGISTER_HEADER, encode_register_header
 
 REDIAL_S = 1.0 * TIME_SCALE
 FAST_BACKOFF: dict[str, Any] = {"backoff_initial_s": 0.05, "backoff_max_s": 0.05}
@@ -301,3 +303,27 @@ async def test_a_redial_is_a_duplicate_while_the_hub_registers_the_first(
     stats = hub.stats()
     assert (stats["vehicles"], stats["registrations"], stats["replaced"]) == (1, 1, 0)
     assert vehicle.client.stats.registered_in_upgrade == 1
+
+
+@pytest.mark.parametrize("own", [True, False])
+async def test_a_connection_replaced_by_its_own_dial_is_not_a_duplicate_id(
+    hub: Hub, clients: list[Running], caplog: pytest.LogCaptureFixture, own: bool
+) -> None:
+    # The hub registered a dial of this client (its re-dial, in its upgrade) before the client
+    # dropped the old connection for it: that is no other process with the same id, which
+    # would earn the longest backoff and a warning.
+    vehicle = start(clients, url_of(hub), "vehicle", "v1", **FAST_BACKOFF)
+    await vehicle.client.wait_registered(WAIT_S)
+    instance = vehicle.client.instance if own else "another"
+    register = Register(role="vehicle", id="v1", dial=f"{instance}.9")
+    header = encode_register_header(register)
+    assert header is not None
+    caplog.set_level(logging.INFO, logger="teledrive.shared.signaling")
+    async with connect(url_of(hub), additional_headers={REGISTER_HEADER: header}):
+        await vehicle.inbox.next(vehicle.inbox.disconnected)
+    verdicts = [
+        (r.levelno, "duplicate id" in r.getMessage())
+        for r in caplog.records
+        if "duplicate id" in r.getMessage() or "this client's re-dial" in r.getMessage()
+    ]
+    assert verdicts == ([(logging.INFO, False)] if own else [(logging.WARNING, True)])
