@@ -378,7 +378,7 @@ class Hub:
             return register
         key = (register.role, register.id, register.dial)
         first = self._dials.get(key)
-        if first is not None and first is not ws and first.state in (State.CONNECTING, State.OPEN):
+        if first is not None and first.state in (State.CONNECTING, State.OPEN):
             return DUPLICATE
         self._dials[key] = ws
         return register

@@ -5,8 +5,9 @@ round trip on the critical path of every (re)connect, ~250 ms over a bad cellula
 vehicle coming back from a cut registers with the offer its next session starts from. So the
 client also puts its ``Register`` in a request header (:data:`REGISTER_HEADER`); a hub that
 read it answers the upgrade with that header set to :data:`RECEIVED` and registers the client
-as soon as the connection opens. A client whose upgrade response lacks it (a hub that does not
-know the header, or could not read it) sends ``Register`` as its first message, as before.
+as soon as the connection opens; one it read and refuses gets :data:`REFUSED` (an ``error``
+and the close follow). A client whose upgrade response lacks the header (a hub that does not
+know it, or could not read it) sends ``Register`` as its first message, as before.
 
 A vehicle back from a cut dials several connections at once (the first ones wait on lost
 SYNs), and each upgrade that reaches the hub would register, replacing the one before it. So

@@ -13,9 +13,11 @@ After a network cut the old websocket can look alive for seconds (TCP retransmis
 exponentially, the ping timeout has not fired yet), and the reconnect backoff may be waiting
 too. A caller that knows the link was down (the vehicle lost its operator) calls
 :meth:`SignalingClient.redial`: it dials a fresh connection alongside the old one with a short
-timeout, and when that opens it takes over at once (the hub replaces the old registration).
-Re-dials overlap; all those dialled for one registration carry one ``Register.dial``, and the
-hub registers the first to arrive: only that one takes over.
+timeout, and when the hub registered it (in its upgrade) it takes over at once (the hub has
+replaced the old registration). Re-dials overlap; all those dialled for one registration carry
+one ``Register.dial``, and the hub registers the first to arrive: only that one takes over.
+With a hub that registers in-band only, the first to open takes over unless another connection
+opened or registered meanwhile.
 """
 
 from __future__ import annotations
@@ -183,8 +185,9 @@ class SignalingClient:
 
     Args:
         url: the hub, ``ws://host:port`` or ``wss://...``.
-        register: sent after every (re)connect; or a function that makes it each time (a
-            vehicle adds an offer made ahead while it re-dials).
+        register: carried in every dial's upgrade request (and sent in-band to a hub that
+            does not read it); or a function called once per dial (a vehicle adds an offer
+            made ahead while it re-dials).
         on_message: called with each decoded message after ``Registered`` (``Registered``
             itself goes to ``on_connected``); may be a coroutine function. Messages are
             dispatched one at a time, in order.
@@ -259,7 +262,6 @@ class SignalingClient:
         self._carried: weakref.WeakKeyDictionary[ClientConnection, Register]
         self._carried = weakref.WeakKeyDictionary()
         self._registered_with: Register | None = None
-        self._redials_in_flight = 0
 
     @property
     def connected(self) -> EventView:
@@ -370,15 +372,12 @@ class SignalingClient:
             await prepare()
             if self._connection_changes() != before or self._closing.is_set():
                 return False
-        self._redials_in_flight += 1
         try:
             async with asyncio.timeout(timeout_s):
                 ws = await self._dial(timeout_s)
         except (OSError, TimeoutError, InvalidHandshake) as err:
             logger.debug("signaling %s: redial failed: %s", self._url, err)
             return False
-        finally:
-            self._redials_in_flight -= 1
         verdict = _hub_verdict(ws)
         if verdict == RECEIVED:
             # The hub registered it (replacing this client's older connection): it must take
@@ -414,6 +413,14 @@ class SignalingClient:
 
     async def run(self) -> None:
         """Connects, registers and dispatches, reconnecting forever until :meth:`close`."""
+        try:
+            await self._run()
+        finally:
+            handover = self._take_handover()
+            if handover is not None:  # a re-dial that took over as the client closed
+                handover.transport.abort()
+
+    async def _run(self) -> None:
         first = True
         while not self._closing.is_set():
             if not first:
@@ -498,7 +505,8 @@ class SignalingClient:
             "ping_timeout": self._ping_timeout_s,
             "close_timeout": 1.0,
         }
-        # An offer too large for the header stays behind (the hub then offers the usual way):
+        # An offer too large for the header stays behind (the vehicle then offers after the
+        # hub's connect):
         # without the header, overlapping dials would lose the hub's arbitration.
         header = encode_register_header(register)
         if header is None:
@@ -529,6 +537,8 @@ class SignalingClient:
             await asyncio.wait({opening, closing, woken}, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
             opening.cancel()  # run() itself was cancelled: do not leave the attempt behind
+            if opening.done() and not opening.cancelled() and opening.exception() is None:
+                opening.result().transport.abort()  # it had opened: do not leave it open
             raise
         finally:
             closing.cancel()
@@ -552,7 +562,7 @@ class SignalingClient:
         if _hub_verdict(ws) == DUPLICATE:
             self._stats.duplicate_dials += 1
             await ws.close()
-            raise LinkError(f"signaling {self._url}: a re-dial of this client registered first")
+            raise LinkError(f"signaling {self._url}: another connection of this dial registered")
         self._stats.connects += 1
         if self._closing.is_set():
             await ws.close()

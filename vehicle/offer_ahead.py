@@ -128,7 +128,7 @@ class OfferAhead:
         :meth:`take`.
         """
         self._ended += 1
-        kept = next((sent for sent in self._sent if sent.sdp == sdp), None)
+        kept = self._find(sdp)
         self._drop_all(keep=kept)
         if kept is not None:
             self._sent = [kept]
@@ -143,7 +143,7 @@ class OfferAhead:
             The session of that offer, or None if none here has it.
         """
         self._ended += 1
-        taken = next((sent for sent in self._sent if sent.sdp == sdp), None)
+        taken = self._find(sdp)
         self._drop_all(keep=taken)
         if taken is None:
             return None
@@ -154,6 +154,9 @@ class OfferAhead:
         """The hub opened a session without an offer made ahead (or the vehicle stops)."""
         self._ended += 1
         self._drop_all(keep=None)
+
+    def _find(self, sdp: str | None) -> _Ready | None:
+        return next((sent for sent in self._sent if sent.sdp == sdp), None)
 
     def _drop_all(self, *, keep: _Ready | None) -> None:
         ready, self._ready = self._ready, None

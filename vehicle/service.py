@@ -252,11 +252,20 @@ class VehicleService:
             # re-dials are over (one more would replace this registration at the hub, ending
             # the session the operator may be opening on it).
             session.redialled = True
-        registered = self.signaling.registered_with
-        self.offers.settle(registered.offer if registered is not None else None)
+        self.offers.settle(self._registered_offer())
         await self._report_status()
 
+    def _registered_offer(self) -> str | None:
+        """The offer made ahead that the latest registration carried (None: none)."""
+        registered = self.signaling.registered_with
+        return registered.offer if registered is not None else None
+
     async def _redial(self, timeout_s: float) -> bool:
+        session = self.session
+        if session is not None and session.redialled:
+            # Registered since the re-dial loop decided to dial (that ends the re-dials: see
+            # _on_registered); dialling now would replace that registration.
+            return True
         before = self.signaling.stats.registrations
         if await self.signaling.redial(timeout_s, prepare=self.offers.prepare):
             return True
@@ -309,8 +318,7 @@ class VehicleService:
     ) -> None:
         await self._end_session("replaced by a new session")
         if offer_ahead:
-            registered = self.signaling.registered_with
-            made = self.offers.take(registered.offer if registered is not None else None)
+            made = self.offers.take(self._registered_offer())
             if made is not None:
                 self._begin(made, session_id, operator_id)
                 log.info("session %s with operator %s: offer made ahead", session_id, operator_id)

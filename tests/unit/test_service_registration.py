@@ -25,6 +25,10 @@ async def test_a_registration_after_the_operator_was_lost_ends_its_redials() -> 
             await service._on_registered()
         assert lost.redialled
         assert not heard.redialled  # the operator is still there: nothing to end
+        # An attempt the re-dial loop started before the registration now dials nothing.
+        service.session = lost
+        assert await service._redial(5.0)
+        assert service.signaling.stats.connects == 0
     finally:
         service.session = None
         for session in (lost, heard):
