@@ -42,6 +42,13 @@ async def rig() -> AsyncIterator[Rig]:
         await session.pc.close()
 
 
+async def sent_then_aged(rig: Rig) -> None:
+    """An offer made and sent with a registration attempt, then older than a fresh one."""
+    await rig.offers.prepare()
+    rig.offers.offer_for_registration()
+    rig.now_ms += MAX_AGE_MS + 1.0
+
+
 async def test_an_offer_is_kept_while_fresh_and_rebuilt_when_old(rig: Rig) -> None:
     offers = rig.offers
     assert offers.offer_for_registration() is None  # nothing made: a plain registration
@@ -105,9 +112,7 @@ async def test_a_session_on_an_offer_not_here_takes_nothing_and_closes_all(rig: 
 
 async def test_discard_closes_everything_and_a_failed_build_is_survived(rig: Rig) -> None:
     offers = rig.offers
-    await offers.prepare()
-    offers.offer_for_registration()
-    rig.now_ms += MAX_AGE_MS + 1.0
+    await sent_then_aged(rig)
     await offers.prepare()
     offers.discard()
     assert rig.closed == [rig.built[0], rig.built[1]]
@@ -138,9 +143,7 @@ async def test_an_offer_taken_while_a_newer_one_is_built_stays_open(rig: Rig) ->
     # A Connect that uses the offer sent arrives while a re-dial attempt builds a newer one:
     # the session now driving must not be closed as "the old offer".
     offers = rig.offers
-    await offers.prepare()
-    offers.offer_for_registration()
-    rig.now_ms += MAX_AGE_MS + 1.0
+    await sent_then_aged(rig)
     building = asyncio.create_task(offers.prepare())
     await asyncio.sleep(0)  # the build has started and waits (ICE gathering)
     taken = offers.take("sdp0")
@@ -171,9 +174,7 @@ async def test_closing_a_session_removes_its_handshake_resender() -> None:
 
 async def test_a_registration_settles_the_offers_on_the_one_it_carried(rig: Rig) -> None:
     offers = rig.offers
-    await offers.prepare()
-    offers.offer_for_registration()
-    rig.now_ms += MAX_AGE_MS + 1.0
+    await sent_then_aged(rig)
     await offers.prepare()
     offers.offer_for_registration()
     offers.settle("sdp0")  # the hub registered the older attempt
@@ -185,9 +186,7 @@ async def test_a_registration_settles_the_offers_on_the_one_it_carried(rig: Rig)
 
 async def test_an_offer_built_while_the_vehicle_registers_is_not_kept(rig: Rig) -> None:
     offers = rig.offers
-    await offers.prepare()
-    offers.offer_for_registration()
-    rig.now_ms += MAX_AGE_MS + 1.0
+    await sent_then_aged(rig)
     building = asyncio.create_task(offers.prepare())
     await asyncio.sleep(0)  # the build waits (ICE gathering)
     offers.settle("sdp0")
@@ -197,9 +196,7 @@ async def test_an_offer_built_while_the_vehicle_registers_is_not_kept(rig: Rig) 
 
 async def test_a_prepare_that_waited_for_the_lock_through_a_take_keeps_nothing(rig: Rig) -> None:
     offers = rig.offers
-    await offers.prepare()
-    offers.offer_for_registration()
-    rig.now_ms += MAX_AGE_MS + 1.0
+    await sent_then_aged(rig)
     rig.hold.clear()
     first = asyncio.create_task(offers.prepare())  # holds the lock while it builds
     second = asyncio.create_task(offers.prepare())  # waits for the lock

@@ -271,14 +271,21 @@ async def proxies() -> AsyncIterator[list[Proxy]]:
         await proxy.stop()
 
 
+async def behind_proxy(
+    hub: Hub, clients: list[Running], proxies: list[Proxy], stall: str
+) -> tuple[Proxy, Running]:
+    """A vehicle client dialling the hub through a proxy that stalls its first connection."""
+    proxy = Proxy(hub.bound_port, stall={1: stall})
+    proxies.append(proxy)
+    return proxy, start(clients, await proxy.start(), "vehicle", "v1", **FAST_BACKOFF)
+
+
 async def test_a_redial_gets_through_while_another_upgrade_is_stuck(
     hub: Hub, clients: list[Running], proxies: list[Proxy]
 ) -> None:
     # run()'s own connection lost its upgrade request in a fade: a re-dial must not wait for
     # it (its upgrade would take until its open timeout, 5 s).
-    proxy = Proxy(hub.bound_port, stall={1: "request"})
-    proxies.append(proxy)
-    vehicle = start(clients, await proxy.start(), "vehicle", "v1", **FAST_BACKOFF)
+    proxy, vehicle = await behind_proxy(hub, clients, proxies, "request")
     assert await vehicle.inbox.next(proxy.opened) == 1
     assert await vehicle.client.redial(REDIAL_S)  # the first attempt, within REDIAL_S
     await vehicle.inbox.next(vehicle.inbox.connected)
@@ -291,9 +298,7 @@ async def test_a_redial_is_a_duplicate_while_the_hub_registers_the_first(
     # run()'s connection reached the hub, which registered it in its upgrade, but the reply
     # is still on its way: a re-dial now must not replace it (that would end the session the
     # hub may open on it) and must not be closed as if it had not registered.
-    proxy = Proxy(hub.bound_port, stall={1: "reply"})
-    proxies.append(proxy)
-    vehicle = start(clients, await proxy.start(), "vehicle", "v1", **FAST_BACKOFF)
+    proxy, vehicle = await behind_proxy(hub, clients, proxies, "reply")
     await hub.wait_stats(lambda s: s["vehicles"] == 1, WAIT_S)
     assert not await vehicle.client.redial(REDIAL_S)
     assert hub.stats()["duplicate_dials"] == 1
