@@ -11,12 +11,8 @@ The thin I/O layer around :class:`~teledrive.vehicle.video_budget.VideoBudget`: 
   seconds, present only when the report answered the sender's latest sender report),
 
 folds them into one :class:`LinkReport` (:func:`link_report`, pure), lets the budget decide,
-and hands each track its operating point. A step up to a larger size waits while the track is
-recovering from loss (a keyframe was forced since the last tick): a new size restarts the
-encoder with a keyframe, and under ``bad-cell`` a step up 100 ms after a forced keyframe and
-its retransmissions overflowed the uplink's queue (:func:`holds_step_up`).
-:meth:`VideoAdapter.status` is the :class:`~teledrive.shared.messages.VideoStatus` the vehicle
-sends about once a second.
+and hands each track its operating point. :meth:`VideoAdapter.status` is the
+:class:`~teledrive.shared.messages.VideoStatus` the vehicle sends about once a second.
 """
 
 from __future__ import annotations
@@ -116,10 +112,7 @@ class VideoAdapter:
         self.budget: VideoBudget | None = None
         self._last_report: dict[str, datetime.datetime] = {}
         self._applied: dict[str, OperatingPoint] = {}
-        self._forced_seen: dict[str, int] = {}
         self.ticks = 0
-        self.step_ups_held = 0
-        """Ticks at which a camera's step up to a larger size waited for its loss recovery."""
 
     @property
     def primary(self) -> str:
@@ -159,13 +152,7 @@ class VideoAdapter:
         if budget is None:
             return {}
         points = budget.update(now_ms, report)
-        recovering = set()
-        for track in self.tracks:
-            name, forced = track.camera.name, track.keyframes_forced
-            if forced != self._forced_seen.get(name, 0):
-                recovering.add(name)
-            self._forced_seen[name] = forced
-        self._apply(points, recovering=recovering)
+        self._apply(points)
         return points
 
     def status(self) -> m.VideoStatus:
@@ -196,20 +183,14 @@ class VideoAdapter:
         self._apply(self.budget.points)
         return self.budget
 
-    def _apply(
-        self, points: dict[str, OperatingPoint], *, recovering: set[str] | None = None
-    ) -> None:
+    def _apply(self, points: dict[str, OperatingPoint]) -> None:
         for track in self.tracks:
             name = track.camera.name
             point = points.get(name)
             if point is None:
                 continue
-            before = self._applied.get(name)
-            if recovering is not None and name in recovering and holds_step_up(before, point):
-                self.step_ups_held += 1
-                log.debug("video: %s steps up after its loss recovery, not now", name)
-                continue
             track.apply_operating_point(point)
+            before = self._applied.get(name)
             self._applied[name] = point
             if before is not None and _size_and_rate(before) != _size_and_rate(point):
                 log.info(  # a new size restarts the encoder with a keyframe: worth knowing
@@ -279,17 +260,6 @@ class BudgetMemory:
         if learned is None or not 0.0 <= now_ms - learned[1] <= self._keep_ms:
             return None
         return max(1, round(learned[0]))
-
-
-def holds_step_up(before: OperatingPoint | None, point: OperatingPoint) -> bool:
-    """Whether going from ``before`` to ``point`` waits while a camera recovers from loss.
-
-    A larger picture restarts the encoder with a keyframe (the largest frame there is); the
-    same or a smaller one never waits (a step down relieves the link).
-    """
-    if before is None:
-        return False
-    return point.width_px * point.height_px > before.width_px * before.height_px
 
 
 def _size_and_rate(point: OperatingPoint) -> tuple[int, int, float]:

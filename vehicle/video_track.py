@@ -89,8 +89,6 @@ class KeyframeHoldoff:
         self._last_s: float | None = None
         self.held_off = 0
         """Requests that forced nothing (copies of one already answered)."""
-        self.forced = 0
-        """Requests that forced a keyframe."""
 
     def allow(self, now_s: float) -> bool:
         """A keyframe request at ``now_s``: True if it forces a keyframe now."""
@@ -99,7 +97,6 @@ class KeyframeHoldoff:
             self.held_off += 1
             return False
         self._last_s = now_s
-        self.forced += 1
         return True
 
 
@@ -292,11 +289,6 @@ class CameraVideoTrack(MediaStreamTrack):
         self._pacer.set_fps(fps)
         self._size_px = (width, height)
         self.max_bitrate_bps = point.bitrate_bps
-
-    @property
-    def keyframes_forced(self) -> int:
-        """Keyframes forced by the receiver's requests so far (its loss recovery)."""
-        return self.keyframe_holdoff.forced
 
     @property
     def target_fps(self) -> float:

@@ -7,13 +7,7 @@ import pytest
 from teledrive.vehicle.camera import Camera, SyntheticSource
 from teledrive.vehicle.session import Session
 from teledrive.vehicle.video_adapt import BudgetMemory, StreamSample, VideoAdapter, link_report
-from teledrive.vehicle.video_budget import (
-    CameraSpec,
-    LinkReport,
-    OperatingPoint,
-    VideoBudget,
-    VideoBudgetConfig,
-)
+from teledrive.vehicle.video_budget import CameraSpec, VideoBudget, VideoBudgetConfig
 
 
 def test_estimates_add_up_only_when_every_stream_has_one() -> None:
@@ -75,54 +69,3 @@ async def test_a_session_starts_its_budget_where_it_is_told() -> None:
         for track in session.tracks:
             track.stop()
         await session.pc.close()
-
-
-class FakeTrack:
-    """A camera track as the adapter sees it: a name, forced keyframes, what it was given."""
-
-    def __init__(self, name: str) -> None:
-        self.camera = SyntheticCameraName(name)
-        self.keyframes_forced = 0
-        self.applied: list[OperatingPoint] = []
-
-    def apply_operating_point(self, point: OperatingPoint) -> None:
-        self.applied.append(point)
-
-
-class SyntheticCameraName:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-
-def test_a_step_up_waits_while_the_camera_recovers_from_loss() -> None:
-    # A new size restarts the encoder with a keyframe: not while a forced one (and its
-    # retransmissions) is on the link.
-    spec = CameraSpec("front", 640, 480, 30.0)
-    track = FakeTrack("front")
-    adapter = VideoAdapter([track])  # type: ignore[list-item]
-    cfg = VideoBudgetConfig(recovery_per_s=2.0, recovery_hold_ms=0.0, up_hold_ms=0.0)
-    adapter.budget = VideoBudget([spec], config=cfg, now_ms=0.0)
-    now_ms = 0.0
-    lossy, clean = LinkReport(fraction_lost=0.3), LinkReport(fraction_lost=0.0, rtt_ms=40.0)
-    for _ in range(10):
-        now_ms += 500.0
-        adapter.apply_report(now_ms, lossy)
-    low = track.applied[-1]
-    assert low.height_px < 480
-    budget_heights = []
-    for _ in range(20):  # a keyframe forced at every tick: recovering all along
-        track.keyframes_forced += 1
-        now_ms += 500.0
-        budget_heights.append(adapter.apply_report(now_ms, clean)["front"].height_px)
-    assert max(budget_heights) > low.height_px  # the budget stepped up...
-    assert track.applied[-1].height_px == low.height_px  # ...the camera waited
-    assert adapter.step_ups_held > 0
-    now_ms += 500.0
-    adapter.apply_report(now_ms, clean)  # recovered: no keyframe forced since the last tick
-    assert track.applied[-1].height_px == max(budget_heights)
-    # A step down never waits: the camera follows the budget down at the tick it steps.
-    for _ in range(20):
-        track.keyframes_forced += 1
-        now_ms += 500.0
-        point = adapter.apply_report(now_ms, lossy)["front"]
-        assert track.applied[-1] == point
