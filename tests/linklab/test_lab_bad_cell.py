@@ -5,7 +5,7 @@ root; skips otherwise.
 
 The first frame comes within 2 s of the link's return in nearly every cut (the benchmark's
 figure, see the README: 158 of 160 in session 5, the slowest 2.05 s; since the registration
-rides in the upgrade request, 80 of 80 in session 6, the slowest 1.88 s, median 1.12 s), but
+rides in the upgrade request, 100 of 100 in session 6, the slowest 1.88 s, median 1.13 s), but
 a second fade on the critical path can break it (a long fade taking a signaling message and
 its probes, or a handshake flight and its copies). So CI asserts 3 s.
 
