@@ -137,9 +137,10 @@ class _BadHeader(NamedTuple):
 
 
 class _Refused(NamedTuple):
-    """An upgrade request's ``Register`` that :meth:`Hub._admit` refuses."""
+    """An upgrade request's ``Register`` that :meth:`Hub._admit` refuses, and why."""
 
     register: Register
+    reason: str
 
 
 _InUpgrade = Register | _Refused | _BadHeader | Literal["duplicate"]
@@ -160,6 +161,11 @@ def _peek_type(raw: str | bytes) -> str | None:
         return None
     tag = obj.get("type") if isinstance(obj, dict) else None
     return _clip(tag) if isinstance(tag, str) else None
+
+
+def _unregistered(ws: ServerConnection) -> str:
+    """Names a connection that has not registered yet, for error messages."""
+    return f"hub: from {_address(ws)} (unregistered)"
 
 
 def _address(ws: ServerConnection) -> str:
@@ -365,15 +371,16 @@ class Hub:
         return response
 
     def _read_upgrade(self, ws: ServerConnection, values: list[str]) -> _InUpgrade:
-        where = f"hub: from {_address(ws)} (unregistered)"
+        where = _unregistered(ws)
         if len(values) > 1:
             return _BadHeader(f"{where}: {REGISTER_HEADER} header sent {len(values)} times")
         try:
             register = decode_register_header(values[0], where=where)
         except ProtocolError as err:
             return _BadHeader(str(err))
-        if self._admit(register) is not None:
-            return _Refused(register)  # refused once the connection opens, with the reason
+        refusal = self._admit(register)
+        if refusal is not None:
+            return _Refused(register, refusal)  # refused once the connection opens
         if register.dial is None:
             return register
         key = (register.role, register.id, register.dial)
@@ -416,7 +423,7 @@ class Hub:
             await link.stop()
 
     async def _await_register(self, ws: ServerConnection) -> _Link | None:
-        where = f"hub: from {_address(ws)} (unregistered)"
+        where = _unregistered(ws)
         in_upgrade = self._in_upgrade.pop(ws, None)
         if isinstance(in_upgrade, _BadHeader):
             # Counted and logged, not answered: the upgrade response went without the
@@ -431,22 +438,23 @@ class Hub:
             logger.info("%s: another connection of its dial registered first", where)
             await ws.close(CLOSE_REFUSED, "duplicate dial")
             return None
-        message: SignalMessage | None
-        if isinstance(in_upgrade, Register | _Refused):
-            message = in_upgrade if isinstance(in_upgrade, Register) else in_upgrade.register
+        if isinstance(in_upgrade, _Refused):
+            message, refusal = in_upgrade.register, in_upgrade.reason
+        elif isinstance(in_upgrade, Register):
+            message, refusal = in_upgrade, None  # admitted when it was read
         else:
-            message = await self._receive_register(ws, where)
-            if message is None:
+            first = await self._receive_register(ws, where)
+            if first is None:
                 return None
-        if not isinstance(message, Register):
-            await self._refuse(
-                ws,
-                "not_registered",
-                f"{where}: the first message must be register, got {message_type(message)}",
-                ref=message_type(message),
-            )
-            return None
-        refusal = self._admit(message)
+            if not isinstance(first, Register):
+                await self._refuse(
+                    ws,
+                    "not_registered",
+                    f"{where}: the first message must be register, got {message_type(first)}",
+                    ref=message_type(first),
+                )
+                return None
+            message, refusal = first, self._admit(first)
         if refusal is not None:
             await self._refuse(ws, "version", f"{where}: {refusal}", ref="register")
             return None

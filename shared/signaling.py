@@ -389,8 +389,8 @@ class SignalingClient:
             # after its TCP handshake): then register_timeout_s ends it and re-dials take over.
             registering = self._ws is not None and not self._registered.is_set()
             # (REFUSED: the hub refuses this registration; the current link stays.)
-            refused = verdict in (DUPLICATE, REFUSED) or stale or registering
-            refused = refused or self._closing.is_set()
+            hub_says_no = verdict in (DUPLICATE, REFUSED)
+            refused = hub_says_no or stale or registering or self._closing.is_set()
             self._stats.duplicate_dials += verdict == DUPLICATE
         if refused:
             await ws.close()
@@ -506,8 +506,8 @@ class SignalingClient:
             "close_timeout": 1.0,
         }
         # An offer too large for the header stays behind (the vehicle then offers after the
-        # hub's connect):
-        # without the header, overlapping dials would lose the hub's arbitration.
+        # hub's connect): without the header, overlapping dials would lose the hub's
+        # arbitration.
         header = encode_register_header(register)
         if header is None:
             register = msgspec.structs.replace(register, offer=None)

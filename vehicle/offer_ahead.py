@@ -159,8 +159,10 @@ class OfferAhead:
         return next((sent for sent in self._sent if sent.sdp == sdp), None)
 
     def _drop_all(self, *, keep: _Ready | None) -> None:
-        ready, self._ready = self._ready, None
-        sent, self._sent = self._sent, []
-        for dropped in [*sent, *([ready] if ready is not None and ready not in sent else [])]:
-            if dropped is not keep:
-                self._close(dropped.session)
+        dropped = self._sent
+        if self._ready is not None and self._ready not in dropped:
+            dropped = [*dropped, self._ready]
+        self._ready, self._sent = None, []
+        for offer in dropped:
+            if offer is not keep:
+                self._close(offer.session)
