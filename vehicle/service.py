@@ -139,6 +139,8 @@ class VehicleService:
             self.supervisor, self.motor, autonomy=autonomy, faults=self._take_mcu_faults
         )
         self.clock_sync = ClockSync()
+        self._path_rtts: deque[float] = deque(maxlen=64)
+        """Clock-sync round trips not yet handed to the video budget."""
         self.audit = CommandAudit(bound_ms=self.supervisor.config.fallback_age_ms)
         self.cameras = (
             cameras
@@ -188,6 +190,7 @@ class VehicleService:
                     now_ms=self.now_ms,
                     send_status=self._send_telemetry,
                     fallback_rtt_ms=lambda: self.clock_sync.rtt_ms,
+                    take_path_rtts_ms=self._take_path_rtts,
                 ),
                 name="video-budget",
             ),
@@ -225,6 +228,11 @@ class VehicleService:
         while self._mcu_faults:
             faults.append(self._mcu_faults.popleft())
         return faults
+
+    def _take_path_rtts(self) -> list[float]:
+        rtts = list(self._path_rtts)
+        self._path_rtts.clear()
+        return rtts
 
     def stop(self) -> None:
         """Asks :meth:`run` to finish."""
@@ -390,7 +398,9 @@ class VehicleService:
                 self._send_telemetry(m.TimeResponse(id=request_id, t1=t1, t2=now_ms, t3=now_ms))
             case m.TimeResponse(id=request_id, t1=t1, t2=t2, t3=t3):
                 sup.on_link_heartbeat(now_ms)
-                if self.clock_sync.on_response(request_id, t1, t2, t3, now_ms) is not None:
+                sample = self.clock_sync.on_response(request_id, t1, t2, t3, now_ms)
+                if sample is not None:
+                    self._path_rtts.append(sample.rtt_ms)
                     one_way, rtt = self.clock_sync.one_way_ms, self.clock_sync.rtt_ms
                     if one_way is not None and rtt is not None:
                         sup.on_latency(now_ms, one_way, rtt)

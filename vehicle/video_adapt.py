@@ -10,7 +10,9 @@ The thin I/O layer around :class:`~teledrive.vehicle.video_budget.VideoBudget`: 
   ``fractionLost`` as the 8-bit fixed-point value of the report, ``roundTripTime`` in
   seconds, present only when the report answered the sender's latest sender report),
 
-folds them into one :class:`LinkReport` (:func:`link_report`, pure), lets the budget decide,
+adds the control channel's clock-sync round trips measured since the last tick (its
+messages queue behind the video on the uplink, ten a second), folds all of it into one
+:class:`LinkReport` (:func:`link_report`, pure), lets the budget decide,
 and hands each track its operating point. :meth:`VideoAdapter.status` is the
 :class:`~teledrive.shared.messages.VideoStatus` the vehicle sends about once a second.
 """
@@ -62,13 +64,20 @@ class StreamSample:
     packets_sent: int = 0
 
 
-def link_report(samples: Sequence[StreamSample], *, fallback_rtt_ms: float | None) -> LinkReport:
+def link_report(
+    samples: Sequence[StreamSample],
+    *,
+    fallback_rtt_ms: float | None,
+    path_rtts_ms: Sequence[float] = (),
+) -> LinkReport:
     """Fold per-stream samples into one report for the budget.
 
     The estimate is the sum of the streams' REMBs (None unless every stream has one); the
     loss is the mean of the new reports weighted by packets sent (all streams cross the same
     link); the RTT is the largest new one, else ``fallback_rtt_ms`` (e.g. the data-channel
-    clock-sync RTT, which also grows when the link queues).
+    clock-sync RTT, which also grows when the link queues). ``path_rtts_ms`` are the
+    control channel's round trips since the last report; the least of them is the report's
+    ``path_rtt_ms``.
     """
     rembs = [s.remb_bps for s in samples]
     estimate = sum(r for r in rembs if r is not None) if rembs and None not in rembs else None
@@ -80,7 +89,8 @@ def link_report(samples: Sequence[StreamSample], *, fallback_rtt_ms: float | Non
         loss = total / sum(weights)
     rtts = [s.rtt_ms for s in samples if s.rtt_ms is not None]
     rtt = max(rtts) if rtts else fallback_rtt_ms
-    return LinkReport(estimate_bps=estimate, fraction_lost=loss, rtt_ms=rtt)
+    path_rtt = min(path_rtts_ms) if path_rtts_ms else None
+    return LinkReport(estimate_bps=estimate, fraction_lost=loss, rtt_ms=rtt, path_rtt_ms=path_rtt)
 
 
 class VideoAdapter:
@@ -132,14 +142,27 @@ class VideoAdapter:
         if self.budget is not None:
             self._apply(self.budget.set_primary(camera, now_ms))
 
-    async def tick(self, now_ms: float, *, fallback_rtt_ms: float | None = None) -> None:
-        """Read the senders' statistics, update the budget and apply it to the tracks."""
+    async def tick(
+        self,
+        now_ms: float,
+        *,
+        fallback_rtt_ms: float | None = None,
+        path_rtts_ms: Sequence[float] = (),
+    ) -> None:
+        """Read the senders' statistics, update the budget and apply it to the tracks.
+
+        Args:
+            now_ms: the clock.
+            fallback_rtt_ms: an RTT to use when no receiver report brought one.
+            path_rtts_ms: the control channel's round trips since the last tick.
+        """
         self.ticks += 1
         budget = self.budget or self._create_budget(now_ms)
         if budget is None:
             return
         samples = [await self._sample(track) for track in self.tracks]
-        self.apply_report(now_ms, link_report(samples, fallback_rtt_ms=fallback_rtt_ms))
+        report = link_report(samples, fallback_rtt_ms=fallback_rtt_ms, path_rtts_ms=path_rtts_ms)
+        self.apply_report(now_ms, report)
 
     def apply_report(self, now_ms: float, report: LinkReport) -> dict[str, OperatingPoint]:
         """Feed one link report to the budget and apply the decisions to the tracks.
@@ -152,6 +175,14 @@ class VideoAdapter:
         if budget is None:
             return {}
         points = budget.update(now_ms, report)
+        log.debug(
+            "video budget: estimate %s loss %s rtt %s ms queue %.0f ms -> %.0f kbit/s",
+            report.estimate_bps,
+            None if report.fraction_lost is None else round(report.fraction_lost, 3),
+            None if report.rtt_ms is None else round(report.rtt_ms),
+            budget.queue_ms,
+            budget.available_bps / 1e3,
+        )
         self._apply(points)
         return points
 
@@ -272,20 +303,23 @@ async def run_video_adaptation(
     now_ms: Callable[[], float],
     send_status: Callable[[m.VideoStatus], None],
     fallback_rtt_ms: Callable[[], float | None] = lambda: None,
+    take_path_rtts_ms: Callable[[], Sequence[float]] = tuple,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> None:
     """Tick the current session's adapter every :data:`TICK_S` and send its status.
 
     Runs until cancelled. ``adapter`` returns the current session's adapter (None without a
-    session); a failing tick is logged and the loop carries on.
+    session); a failing tick is logged and the loop carries on. ``take_path_rtts_ms`` hands
+    over (and forgets) the control channel's round trips measured since it was last called.
     """
     while True:
         await sleep(TICK_S)
+        path_rtts = take_path_rtts_ms()
         current = adapter()
         if current is None:
             continue
         try:
-            await current.tick(now_ms(), fallback_rtt_ms=fallback_rtt_ms())
+            await current.tick(now_ms(), fallback_rtt_ms=fallback_rtt_ms(), path_rtts_ms=path_rtts)
         except Exception:  # the video must keep flowing at its last operating point
             log.exception("video budget: tick failed; keeping the last operating points")
         if current.ticks % STATUS_EVERY_TICKS == 0:

@@ -8,9 +8,12 @@ returns one :class:`OperatingPoint` (resolution, frame rate, bitrate) per camera
    Loss and round-trip growth push the budget down fast (loss above ``loss_high``: cut by
    half the loss fraction, like GCC's loss controller; RTT above its recent minimum by more
    than ``rtt_rise_ms``: cut by ``rtt_cut``), at most once per ``decrease_interval_ms``.
+   A standing queue seen on the control channel cuts too (its least round trip in a report
+   above its own recent minimum by more than ``queue_high_ms``). RTCP brings one RTT a
+   second; the control channel's clock sync brings ten, so a queue shows there first.
    Recovery is slow: no increase for ``recovery_hold_ms`` after a cut, then
-   ``recovery_per_s`` (multiplicative) while loss stays under ``loss_low`` and the RTT
-   within half of ``rtt_rise_ms`` of its minimum.
+   ``recovery_per_s`` (multiplicative) while loss stays under ``loss_low``, the RTT within
+   half of ``rtt_rise_ms`` of its minimum and the queue under ``queue_low_ms``.
 2. **Split**: the primary camera gets ``primary_share`` of it, the others share the rest
    equally, each at least ``camera_floor_bps`` (the floor is taken from the primary when
    the link is that thin) and at most ``camera_max_bps``.
@@ -99,11 +102,16 @@ class LinkReport:
         fraction_lost: packet loss fraction 0..1 from receiver reports that arrived since the
             last report, or None if none arrived.
         rtt_ms: a round-trip time measured since the last report, or None.
+        path_rtt_ms: the least round trip of the control channel since the last report, or
+            None. Its messages queue behind the video on the uplink, and taking the least of
+            several (about five per report) drops jitter spikes but keeps a queue that stood
+            all along: the budget reads it as the queueing delay it causes.
     """
 
     estimate_bps: int | None = None
     fraction_lost: float | None = None
     rtt_ms: float | None = None
+    path_rtt_ms: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +131,9 @@ class VideoBudgetConfig:
         rtt_rise_ms: RTT above its recent minimum by this much counts as congestion.
         rtt_window_ms: how far back the RTT minimum looks.
         rtt_cut: factor applied on RTT congestion (0 < cut < 1).
+        queue_high_ms: the control channel's round trip above its recent minimum by this much
+            is a standing queue: the budget is cut by ``rtt_cut``.
+        queue_low_ms: ... above this much the budget does not grow.
         decrease_interval_ms: least time between two cuts.
         recovery_hold_ms: no increase for this long after a cut.
         recovery_per_s: multiplicative increase per second while recovering.
@@ -145,6 +156,8 @@ class VideoBudgetConfig:
     rtt_rise_ms: float = 100.0
     rtt_window_ms: float = 30_000.0
     rtt_cut: float = 0.85
+    queue_high_ms: float = 100.0
+    queue_low_ms: float = 40.0
     decrease_interval_ms: float = 300.0
     recovery_hold_ms: float = 3_000.0
     recovery_per_s: float = 0.05
@@ -164,6 +177,7 @@ class VideoBudgetConfig:
             ("loss_low", 0.0 <= self.loss_low <= self.loss_high <= 1.0),
             ("rtt_rise_ms", self.rtt_rise_ms > 0.0 and self.rtt_window_ms > 0.0),
             ("rtt_cut", 0.0 < self.rtt_cut < 1.0),
+            ("queue_low_ms", 0.0 < self.queue_low_ms <= self.queue_high_ms),
             ("recovery_per_s", self.recovery_per_s > 0.0),
             ("up_margin", self.up_margin >= 1.0),
             ("bitrate_headroom", self.bitrate_headroom >= 1.0),
@@ -285,8 +299,11 @@ class VideoBudget:
         self._last_cut_ms: float | None = None
         self._rtts: collections.deque[tuple[float, float]] = collections.deque()
         self._rtt_excess_ms = 0.0
+        self._path_rtts: collections.deque[tuple[float, float]] = collections.deque()
+        self.queue_ms = 0.0
+        """The queueing delay the last report showed (control-channel RTT over its minimum)."""
         self.cuts = 0
-        """How many times loss or RTT cut the budget."""
+        """How many times loss, RTT or a standing queue cut the budget."""
         self.rejected = 0
         """Link figures dropped as out of range."""
         self._points: dict[str, OperatingPoint] = {}
@@ -359,6 +376,7 @@ class VideoBudget:
 
     def _sanitized(self, report: LinkReport) -> LinkReport:
         loss, rtt, estimate = report.fraction_lost, report.rtt_ms, report.estimate_bps
+        path_rtt = report.path_rtt_ms
         bad = []
         if loss is not None and not 0.0 <= loss <= 1.0:  # also catches NaN
             bad.append(f"fraction_lost={loss}")
@@ -366,6 +384,9 @@ class VideoBudget:
         if rtt is not None and not 0.0 <= rtt < math.inf:
             bad.append(f"rtt_ms={rtt}")
             rtt = None
+        if path_rtt is not None and not 0.0 <= path_rtt < math.inf:
+            bad.append(f"path_rtt_ms={path_rtt}")
+            path_rtt = None
         if estimate is not None and estimate <= 0:
             bad.append(f"estimate_bps={estimate}")
             estimate = None
@@ -373,10 +394,17 @@ class VideoBudget:
             return report
         self.rejected += len(bad)
         log.warning("video budget: link report out of range, ignored: %s", ", ".join(bad))
-        return LinkReport(estimate_bps=estimate, fraction_lost=loss, rtt_ms=rtt)
+        return LinkReport(
+            estimate_bps=estimate, fraction_lost=loss, rtt_ms=rtt, path_rtt_ms=path_rtt
+        )
 
-    def _baseline_rtt_ms(self, now_ms: float, rtt_ms: float | None) -> float | None:
-        window = self._rtts
+    def _baseline_ms(
+        self,
+        window: collections.deque[tuple[float, float]],
+        now_ms: float,
+        rtt_ms: float | None,
+    ) -> float | None:
+        """Add ``rtt_ms`` to ``window``; the least RTT of the last ``rtt_window_ms``."""
         if rtt_ms is not None:
             window.append((now_ms, rtt_ms))
         while window and now_ms - window[0][0] > self.config.rtt_window_ms:
@@ -386,7 +414,8 @@ class VideoBudget:
     def _congested(self, now_ms: float, report: LinkReport) -> float | None:
         """The factor to cut the budget by, or None when the link looks fine."""
         cfg = self.config
-        baseline = self._baseline_rtt_ms(now_ms, report.rtt_ms)
+        baseline = self._baseline_ms(self._rtts, now_ms, report.rtt_ms)
+        path_baseline = self._baseline_ms(self._path_rtts, now_ms, report.path_rtt_ms)
         factor = 1.0
         loss = report.fraction_lost
         if loss is not None and loss > cfg.loss_high:
@@ -396,6 +425,12 @@ class VideoBudget:
         if rtt is not None and baseline is not None:
             self._rtt_excess_ms = rtt - baseline
         if self._rtt_excess_ms > cfg.rtt_rise_ms:
+            factor = min(factor, cfg.rtt_cut)
+        path_rtt = report.path_rtt_ms
+        self.queue_ms = 0.0
+        if path_rtt is not None and path_baseline is not None:
+            self.queue_ms = path_rtt - path_baseline
+        if self.queue_ms > cfg.queue_high_ms:
             factor = min(factor, cfg.rtt_cut)
         return factor if factor < 1.0 else None
 
@@ -412,7 +447,7 @@ class VideoBudget:
         loss = report.fraction_lost
         if loss is not None and not loss < cfg.loss_low:
             return False
-        if self._rtt_excess_ms > cfg.rtt_rise_ms / 2.0:
+        if self._rtt_excess_ms > cfg.rtt_rise_ms / 2.0 or self.queue_ms > cfg.queue_low_ms:
             return False  # queues are building: hold
         last = self._last_cut_ms
         return last is None or now_ms - last >= cfg.recovery_hold_ms

@@ -33,6 +33,13 @@ def test_rtt_is_the_worst_stream_else_the_fallback() -> None:
     assert link_report([StreamSample()], fallback_rtt_ms=10.0).rtt_ms == 10.0
 
 
+def test_the_path_rtt_is_the_least_control_channel_round_trip() -> None:
+    # Jitter spikes fall out; a queue that stood through the whole tick stays.
+    report = link_report([StreamSample()], fallback_rtt_ms=None, path_rtts_ms=[260.0, 210, 390])
+    assert report.path_rtt_ms == 210.0
+    assert link_report([StreamSample()], fallback_rtt_ms=None).path_rtt_ms is None
+
+
 def test_a_new_session_starts_from_what_the_last_one_learned() -> None:
     # After a cut the new session meets the same link; the default start (2.5 Mbit/s) over a
     # 1.5 Mbit/s link filled its queue while the new budget learned.

@@ -156,6 +156,42 @@ def test_rtt_growth_over_the_recent_minimum_cuts() -> None:
     assert run.budget.available_bps == pytest.approx(steady * 0.85)
 
 
+def test_a_standing_queue_on_the_control_channel_cuts_and_holds() -> None:
+    cfg = VideoBudgetConfig()
+    run = Run(VideoBudget(CAMERAS))
+    run.tick(LinkReport(fraction_lost=0.0, path_rtt_ms=200.0), ticks=4)
+    steady = run.budget.available_bps
+    # Over the minimum but under queue_low_ms: the budget grows.
+    run.tick(LinkReport(fraction_lost=0.0, path_rtt_ms=200.0 + cfg.queue_low_ms - 5.0))
+    assert run.budget.available_bps > steady
+    grown = run.budget.available_bps
+    # Between queue_low_ms and queue_high_ms: held, not cut.
+    run.tick(LinkReport(fraction_lost=0.0, path_rtt_ms=200.0 + cfg.queue_low_ms + 5.0))
+    assert (run.budget.available_bps, run.budget.cuts) == (grown, 0)
+    run.tick(LinkReport(fraction_lost=0.0, path_rtt_ms=200.0 + cfg.queue_high_ms + 5.0))
+    assert run.budget.cuts == 1
+    assert run.budget.available_bps == pytest.approx(grown * cfg.rtt_cut)
+    assert run.budget.queue_ms == pytest.approx(cfg.queue_high_ms + 5.0)
+
+
+def test_the_queue_is_measured_against_the_control_channels_own_minimum() -> None:
+    # The control channel's round trip and RTCP's differ by what each path adds; neither
+    # is measured against the other's minimum.
+    run = Run(VideoBudget(CAMERAS))
+    run.tick(LinkReport(fraction_lost=0.0, rtt_ms=40.0, path_rtt_ms=300.0), ticks=4)
+    assert run.budget.queue_ms == 0.0
+    assert run.budget.cuts == 0
+
+
+def test_the_queue_baseline_forgets_after_its_window() -> None:
+    cfg = VideoBudgetConfig()
+    run = Run(VideoBudget(CAMERAS))
+    run.tick(LinkReport(path_rtt_ms=100.0))
+    # The path got longer (a handover): after rtt_window_ms its new delay is no queue.
+    run.tick(LinkReport(path_rtt_ms=300.0), ticks=int(cfg.rtt_window_ms / TICK_MS) + 1)
+    assert run.budget.queue_ms == 0.0
+
+
 def test_receiver_estimate_is_followed_down_at_once_and_caps_growth() -> None:
     run = Run(VideoBudget(CAMERAS))
     run.tick(LinkReport(estimate_bps=900_000))
@@ -236,11 +272,14 @@ def test_selecting_a_primary_moves_the_bitrate_at_once() -> None:
 
 def test_bad_figures_count_as_no_figures() -> None:
     bad, blank = Run(VideoBudget(CAMERAS)), Run(VideoBudget(CAMERAS))
-    for report in (LinkReport(fraction_lost=math.nan, rtt_ms=math.inf), LinkReport(rtt_ms=-5.0)):
+    for report in (
+        LinkReport(fraction_lost=math.nan, rtt_ms=math.inf),
+        LinkReport(rtt_ms=-5.0, path_rtt_ms=math.nan),
+    ):
         bad.tick(report)
         blank.tick(LinkReport(fraction_lost=0.0))
     assert bad.budget.cuts == 0
-    assert bad.budget.rejected == 3
+    assert bad.budget.rejected == 4
     assert bad.budget.available_bps == blank.budget.available_bps
 
 
@@ -250,6 +289,7 @@ def test_bad_figures_count_as_no_figures() -> None:
         ({"primary_share": 0.0}, "primary_share"),
         ({"loss_low": 0.5, "loss_high": 0.1}, "loss_low"),
         ({"rtt_cut": 1.0}, "rtt_cut"),
+        ({"queue_low_ms": 200.0}, "queue_low_ms"),
         ({"camera_floor_bps": 0}, "camera_floor_bps"),
     ],
 )
