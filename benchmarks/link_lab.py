@@ -81,6 +81,11 @@ def _r(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
+def _since_last_cut_ms(at_ms: float, cut_ends_ms: list[float]) -> float | None:
+    """How long after the latest cut that ended by ``at_ms`` it is (None: before any)."""
+    return min((at_ms - end for end in cut_ends_ms if end <= at_ms), default=None)
+
+
 def per_frame_bursts(profile: LinkProfile) -> LinkProfile:
     """The same profile with its fades replaced by a per-frame chain (mean burst 4 frames)."""
 
@@ -187,16 +192,20 @@ def run(
             {
                 "gap_ms": _r(gap.length_ms),
                 "beyond_fades_ms": _r(gap.beyond_fades_ms),
-                "after_cut_ms": _r(
-                    min(
-                        (gap.start_ms - end for end in cut_ends if end <= gap.start_ms),
-                        default=None,
-                    )
-                ),
+                "after_cut_ms": _r(_since_last_cut_ms(gap.start_ms, cut_ends)),
             }
             for gap in gaps
             if gap.beyond_fades_ms > FREEZE_THRESHOLDS_MS[-1]
         ][:MAX_LISTED],
+        # When the freezes over 300 ms beyond fades began, in seconds after the link last
+        # came back (None: before the first cut): a cause tied to the reconnect shows as a
+        # cluster.
+        "freezes_over_300_after_cut_s": [
+            None if since is None else round(since / 1000.0, 1)
+            for gap in gaps
+            if gap.beyond_fades_ms > FREEZE_THRESHOLDS_MS[0]
+            for since in [_since_last_cut_ms(gap.start_ms, cut_ends)]
+        ],
         "video_frozen_fallbacks": frozen,
         "stale_commands_applied": final.get("stale_commands_applied"),
         "commands_from_before_cut_applied_after": from_before,

@@ -302,6 +302,8 @@ class VideoBudget:
         self._path_rtts: collections.deque[tuple[float, float]] = collections.deque()
         self.queue_ms = 0.0
         """The queueing delay the last report showed (control-channel RTT over its minimum)."""
+        self.path_floor_ms: float | None = None
+        """The control channel's least round trip of the last ``rtt_window_ms`` (None: none)."""
         self.cuts = 0
         """How many times loss, RTT or a standing queue cut the budget."""
         self.rejected = 0
@@ -427,6 +429,7 @@ class VideoBudget:
         if self._rtt_excess_ms > cfg.rtt_rise_ms:
             factor = min(factor, cfg.rtt_cut)
         path_rtt = report.path_rtt_ms
+        self.path_floor_ms = path_baseline
         self.queue_ms = 0.0
         if path_rtt is not None and path_baseline is not None:
             self.queue_ms = path_rtt - path_baseline

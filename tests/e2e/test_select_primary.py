@@ -70,7 +70,7 @@ def vehicle_config(hub_url: str) -> VehicleConfig:
 
 
 @pytest.fixture
-async def operator() -> AsyncIterator[tuple[OperatorClient, Inbox]]:
+async def operator() -> AsyncIterator[tuple[OperatorClient, Inbox, VehicleService]]:
     async with Hub() as hub:
         await hub.serve("127.0.0.1", 0)
         hub_url = f"ws://127.0.0.1:{hub.bound_port}"
@@ -81,7 +81,7 @@ async def operator() -> AsyncIterator[tuple[OperatorClient, Inbox]]:
         client.want_control = False
         client_task = asyncio.create_task(client.run())
         try:
-            yield client, inbox
+            yield client, inbox, service
         finally:
             client_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -94,14 +94,19 @@ def is_status(primary: str) -> Callable[[m.Message], bool]:
     return lambda msg: isinstance(msg, m.VideoStatus) and msg.primary == primary
 
 
+def is_new_status(inbox: Inbox) -> Callable[[m.Message], bool]:
+    seen = {id(message) for message in inbox.messages}
+    return lambda msg: isinstance(msg, m.VideoStatus) and id(msg) not in seen
+
+
 def is_ack(ok: bool) -> Callable[[m.Message], bool]:
     return lambda msg: isinstance(msg, m.Ack) and msg.ref == "select_primary" and msg.ok is ok
 
 
 async def test_selecting_the_primary_moves_the_bitrate_to_it(
-    operator: tuple[OperatorClient, Inbox],
+    operator: tuple[OperatorClient, Inbox, VehicleService],
 ) -> None:
-    client, inbox = operator
+    client, inbox, _ = operator
     first = await inbox.wait_for(is_status("front"), "a first video status")
     assert isinstance(first, m.VideoStatus)
     assert set(first.cameras) == {"front", "rear"}
@@ -120,3 +125,21 @@ async def test_selecting_the_primary_moves_the_bitrate_to_it(
     refused = await inbox.wait_for(is_ack(False), "the refusal of an unknown camera")
     assert isinstance(refused, m.Ack)
     assert "roof" in refused.detail
+
+
+async def test_the_control_channels_round_trips_reach_the_budget(
+    operator: tuple[OperatorClient, Inbox, VehicleService],
+) -> None:
+    # The clock sync's round trips are the budget's queueing signal (vehicle/video_adapt.py).
+    _, inbox, service = operator
+    await inbox.wait_for(is_status("front"), "a first video status")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT_S
+    while True:
+        session = service.session
+        budget = session.video.budget if session is not None and session.video else None
+        if budget is not None and budget.path_floor_ms is not None:
+            break
+        assert loop.time() < deadline, "the budget never saw a control-channel round trip"
+        await inbox.wait_for(is_new_status(inbox), "the next video status")
+    assert 0.0 <= budget.path_floor_ms < 1000.0

@@ -172,6 +172,7 @@ def test_a_standing_queue_on_the_control_channel_cuts_and_holds() -> None:
     assert run.budget.cuts == 1
     assert run.budget.available_bps == pytest.approx(grown * cfg.rtt_cut)
     assert run.budget.queue_ms == pytest.approx(cfg.queue_high_ms + 5.0)
+    assert run.budget.path_floor_ms == 200.0
 
 
 def test_the_queue_is_measured_against_the_control_channels_own_minimum() -> None:
