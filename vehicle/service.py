@@ -139,7 +139,7 @@ class VehicleService:
             self.supervisor, self.motor, autonomy=autonomy, faults=self._take_mcu_faults
         )
         self.clock_sync = ClockSync()
-        self._path_rtts: deque[float] = deque(maxlen=64)
+        self._path_rtts_ms: deque[float] = deque(maxlen=64)
         """Clock-sync round trips not yet handed to the video budget."""
         self.audit = CommandAudit(bound_ms=self.supervisor.config.fallback_age_ms)
         self.cameras = (
@@ -189,8 +189,7 @@ class VehicleService:
                     lambda: self.session.video if self.session is not None else None,
                     now_ms=self.now_ms,
                     send_status=self._send_telemetry,
-                    fallback_rtt_ms=lambda: self.clock_sync.rtt_ms,
-                    take_path_rtts_ms=self._take_path_rtts,
+                    take_path_rtts_ms=self._take_path_rtts_ms,
                 ),
                 name="video-budget",
             ),
@@ -229,9 +228,9 @@ class VehicleService:
             faults.append(self._mcu_faults.popleft())
         return faults
 
-    def _take_path_rtts(self) -> list[float]:
-        rtts = list(self._path_rtts)
-        self._path_rtts.clear()
+    def _take_path_rtts_ms(self) -> list[float]:
+        rtts = list(self._path_rtts_ms)
+        self._path_rtts_ms.clear()
         return rtts
 
     def stop(self) -> None:
@@ -400,7 +399,7 @@ class VehicleService:
                 sup.on_link_heartbeat(now_ms)
                 sample = self.clock_sync.on_response(request_id, t1, t2, t3, now_ms)
                 if sample is not None:
-                    self._path_rtts.append(sample.rtt_ms)
+                    self._path_rtts_ms.append(sample.rtt_ms)
                     one_way, rtt = self.clock_sync.one_way_ms, self.clock_sync.rtt_ms
                     if one_way is not None and rtt is not None:
                         sup.on_latency(now_ms, one_way, rtt)

@@ -129,11 +129,13 @@ class VideoBudgetConfig:
         loss_high: loss fraction above which the budget is cut.
         loss_low: loss fraction below which the budget may grow.
         rtt_rise_ms: RTT above its recent minimum by this much counts as congestion.
-        rtt_window_ms: how far back the RTT minimum looks.
+        rtt_window_ms: how far back the RTT minimums (RTCP's and the control channel's) look.
         rtt_cut: factor applied on RTT congestion (0 < cut < 1).
         queue_high_ms: the control channel's round trip above its recent minimum by this much
-            is a standing queue: the budget is cut by ``rtt_cut``.
-        queue_low_ms: ... above this much the budget does not grow.
+            is a standing queue: the budget is cut by ``rtt_cut`` (again only once a round
+            trip asked after that cut shows the queue still standing).
+        queue_low_ms: the control channel's round trip above its recent minimum by this much
+            holds the budget where it is (no growth).
         decrease_interval_ms: least time between two cuts.
         recovery_hold_ms: no increase for this long after a cut.
         recovery_per_s: multiplicative increase per second while recovering.
@@ -299,11 +301,12 @@ class VideoBudget:
         self._last_cut_ms: float | None = None
         self._rtts: collections.deque[tuple[float, float]] = collections.deque()
         self._rtt_excess_ms = 0.0
-        self._path_rtts: collections.deque[tuple[float, float]] = collections.deque()
+        self._path_rtts_ms: collections.deque[tuple[float, float]] = collections.deque()
         self.queue_ms = 0.0
-        """The queueing delay the last report showed (control-channel RTT over its minimum)."""
+        """The queue the latest control-channel round trip showed (RTT over its minimum)."""
         self.path_floor_ms: float | None = None
         """The control channel's least round trip of the last ``rtt_window_ms`` (None: none)."""
+        self._queue_silent = False
         self.cuts = 0
         """How many times loss, RTT or a standing queue cut the budget."""
         self.rejected = 0
@@ -342,10 +345,11 @@ class VideoBudget:
         that is not positive) are dropped, counted in :attr:`rejected` and logged.
         """
         report = self._sanitized(report)
-        elapsed_s = max(0.0, now_ms - self._last_ms) / 1000.0
+        span_ms = max(0.0, now_ms - self._last_ms)
+        elapsed_s = span_ms / 1000.0
         self._last_ms = now_ms
         cfg = self.config
-        congested = self._congested(now_ms, report)
+        congested = self._congested(now_ms, span_ms, report)
         if report.estimate_bps is not None and report.estimate_bps < self.available_bps:
             self.available_bps = float(report.estimate_bps)
         if congested is not None:
@@ -413,11 +417,10 @@ class VideoBudget:
             window.popleft()
         return min((r for _, r in window), default=None)
 
-    def _congested(self, now_ms: float, report: LinkReport) -> float | None:
+    def _congested(self, now_ms: float, span_ms: float, report: LinkReport) -> float | None:
         """The factor to cut the budget by, or None when the link looks fine."""
         cfg = self.config
         baseline = self._baseline_ms(self._rtts, now_ms, report.rtt_ms)
-        path_baseline = self._baseline_ms(self._path_rtts, now_ms, report.path_rtt_ms)
         factor = 1.0
         loss = report.fraction_lost
         if loss is not None and loss > cfg.loss_high:
@@ -428,14 +431,27 @@ class VideoBudget:
             self._rtt_excess_ms = rtt - baseline
         if self._rtt_excess_ms > cfg.rtt_rise_ms:
             factor = min(factor, cfg.rtt_cut)
-        path_rtt = report.path_rtt_ms
-        self.path_floor_ms = path_baseline
-        self.queue_ms = 0.0
-        if path_rtt is not None and path_baseline is not None:
-            self.queue_ms = path_rtt - path_baseline
-        if self.queue_ms > cfg.queue_high_ms:
+        if self._queue_stands(now_ms, span_ms, report.path_rtt_ms):
             factor = min(factor, cfg.rtt_cut)
         return factor if factor < 1.0 else None
+
+    def _queue_stands(self, now_ms: float, span_ms: float, path_rtt_ms: float | None) -> bool:
+        """Read the control channel's queue; True if it calls for a cut now.
+
+        A report without a round trip leaves :attr:`queue_ms` as it was and is marked silent:
+        replies go missing in fades and in a queue, so silence is not taken for good news.
+        A reading cuts only if the round trips it comes from were asked after the last cut
+        (the report's span plus the round trip itself): an earlier one still shows the
+        queue that cut already answered.
+        """
+        self.path_floor_ms = self._baseline_ms(self._path_rtts_ms, now_ms, path_rtt_ms)
+        self._queue_silent = path_rtt_ms is None
+        if path_rtt_ms is None or self.path_floor_ms is None:
+            return False
+        self.queue_ms = path_rtt_ms - self.path_floor_ms
+        last = self._last_cut_ms
+        fresh = last is None or now_ms - last >= span_ms + path_rtt_ms
+        return fresh and self.queue_ms > self.config.queue_high_ms
 
     def _cut(self, now_ms: float, factor: float) -> None:
         last = self._last_cut_ms
@@ -452,6 +468,8 @@ class VideoBudget:
             return False
         if self._rtt_excess_ms > cfg.rtt_rise_ms / 2.0 or self.queue_ms > cfg.queue_low_ms:
             return False  # queues are building: hold
+        if self._queue_silent and self.path_floor_ms is not None:
+            return False  # the control channel went quiet: no news is not good news
         last = self._last_cut_ms
         return last is None or now_ms - last >= cfg.recovery_hold_ms
 

@@ -175,9 +175,34 @@ def test_a_standing_queue_on_the_control_channel_cuts_and_holds() -> None:
     assert run.budget.path_floor_ms == 200.0
 
 
+def test_a_queue_cuts_again_only_when_a_round_trip_asked_after_the_cut_shows_it() -> None:
+    cfg = VideoBudgetConfig()
+    run = Run(VideoBudget(CAMERAS))
+    run.tick(LinkReport(path_rtt_ms=200.0), ticks=4)
+    standing = LinkReport(path_rtt_ms=200.0 + cfg.queue_high_ms + 50.0)  # a 350 ms trip
+    run.tick(standing)
+    assert run.budget.cuts == 1
+    # The next report's round trips were asked up to 500 + 350 ms ago: before the cut.
+    run.tick(standing)
+    assert run.budget.cuts == 1
+    run.tick(standing)
+    assert run.budget.cuts == 2
+
+
+def test_a_tick_without_a_round_trip_holds_the_budget() -> None:
+    # Replies go missing in fades and behind a queue: silence is not good news.
+    run = Run(VideoBudget(CAMERAS))
+    run.tick(LinkReport(fraction_lost=0.0, path_rtt_ms=200.0), ticks=4)
+    held = run.budget.available_bps
+    run.tick(LinkReport(fraction_lost=0.0), ticks=3)
+    assert (run.budget.available_bps, run.budget.cuts) == (held, 0)
+    run.tick(LinkReport(fraction_lost=0.0, path_rtt_ms=200.0))
+    assert run.budget.available_bps > held
+
+
 def test_the_queue_is_measured_against_the_control_channels_own_minimum() -> None:
-    # The control channel's round trip and RTCP's differ by what each path adds; neither
-    # is measured against the other's minimum.
+    # RTCP's round trip and the control channel's differ by what each path adds; the
+    # queue is the control channel's over its own minimum, not over RTCP's.
     run = Run(VideoBudget(CAMERAS))
     run.tick(LinkReport(fraction_lost=0.0, rtt_ms=40.0, path_rtt_ms=300.0), ticks=4)
     assert run.budget.queue_ms == 0.0
@@ -282,6 +307,10 @@ def test_bad_figures_count_as_no_figures() -> None:
     assert bad.budget.cuts == 0
     assert bad.budget.rejected == 4
     assert bad.budget.available_bps == blank.budget.available_bps
+    # The bad path RTT never entered the window: a standing queue still shows and cuts.
+    bad.tick(LinkReport(path_rtt_ms=200.0))
+    bad.tick(LinkReport(path_rtt_ms=350.0))
+    assert bad.budget.cuts == 1
 
 
 @pytest.mark.parametrize(
