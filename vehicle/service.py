@@ -189,6 +189,7 @@ class VehicleService:
                     lambda: self.session.video if self.session is not None else None,
                     now_ms=self.now_ms,
                     send_status=self._send_telemetry,
+                    fallback_rtt_ms=lambda: self.clock_sync.rtt_ms,
                     take_path_rtts_ms=self._take_path_rtts_ms,
                 ),
                 name="video-budget",

@@ -65,14 +65,19 @@ class StreamSample:
 
 
 def link_report(
-    samples: Sequence[StreamSample], *, path_rtts_ms: Sequence[float] = ()
+    samples: Sequence[StreamSample],
+    *,
+    fallback_rtt_ms: float | None = None,
+    path_rtts_ms: Sequence[float] = (),
 ) -> LinkReport:
     """Fold per-stream samples into one report for the budget.
 
     The estimate is the sum of the streams' REMBs (None unless every stream has one); the
     loss is the mean of the new reports weighted by packets sent (all streams cross the same
-    link); the RTT is the largest new one. ``path_rtts_ms`` are the control channel's round
-    trips since the last report; the least of them is the report's ``path_rtt_ms``.
+    link); the RTT is the largest new one, else ``fallback_rtt_ms`` (the latest data-channel
+    clock-sync RTT, which also grows when the link queues). ``path_rtts_ms`` are the control
+    channel's round trips since the last report; the least of them is the report's
+    ``path_rtt_ms``.
     """
     rembs = [s.remb_bps for s in samples]
     estimate = sum(r for r in rembs if r is not None) if rembs and None not in rembs else None
@@ -83,7 +88,7 @@ def link_report(
         total = sum(w * (s.fraction_lost or 0.0) for w, s in zip(weights, reported, strict=True))
         loss = total / sum(weights)
     rtts = [s.rtt_ms for s in samples if s.rtt_ms is not None]
-    rtt = max(rtts) if rtts else None
+    rtt = max(rtts) if rtts else fallback_rtt_ms
     path_rtt = min(path_rtts_ms) if path_rtts_ms else None
     return LinkReport(estimate_bps=estimate, fraction_lost=loss, rtt_ms=rtt, path_rtt_ms=path_rtt)
 
@@ -137,11 +142,18 @@ class VideoAdapter:
         if self.budget is not None:
             self._apply(self.budget.set_primary(camera, now_ms))
 
-    async def tick(self, now_ms: float, *, path_rtts_ms: Sequence[float] = ()) -> None:
+    async def tick(
+        self,
+        now_ms: float,
+        *,
+        fallback_rtt_ms: float | None = None,
+        path_rtts_ms: Sequence[float] = (),
+    ) -> None:
         """Read the senders' statistics, update the budget and apply it to the tracks.
 
         Args:
             now_ms: the clock.
+            fallback_rtt_ms: an RTT to use when no receiver report brought one.
             path_rtts_ms: the control channel's round trips since the last tick.
         """
         self.ticks += 1
@@ -149,7 +161,7 @@ class VideoAdapter:
         if budget is None:
             return
         samples = [await self._sample(track) for track in self.tracks]
-        report = link_report(samples, path_rtts_ms=path_rtts_ms)
+        report = link_report(samples, fallback_rtt_ms=fallback_rtt_ms, path_rtts_ms=path_rtts_ms)
         self.apply_report(now_ms, report)
 
     def apply_report(self, now_ms: float, report: LinkReport) -> dict[str, OperatingPoint]:
@@ -295,6 +307,7 @@ async def run_video_adaptation(
     *,
     now_ms: Callable[[], float],
     send_status: Callable[[m.VideoStatus], None],
+    fallback_rtt_ms: Callable[[], float | None] = lambda: None,
     take_path_rtts_ms: Callable[[], Sequence[float]] = tuple,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> None:
@@ -311,7 +324,7 @@ async def run_video_adaptation(
         if current is None:
             continue
         try:
-            await current.tick(now_ms(), path_rtts_ms=path_rtts)
+            await current.tick(now_ms(), fallback_rtt_ms=fallback_rtt_ms(), path_rtts_ms=path_rtts)
         except Exception:  # the video must keep flowing at its last operating point
             log.exception("video budget: tick failed; keeping the last operating points")
         if current.ticks % STATUS_EVERY_TICKS == 0:

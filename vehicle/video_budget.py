@@ -132,8 +132,7 @@ class VideoBudgetConfig:
         rtt_window_ms: how far back the RTT minimums (RTCP's and the control channel's) look.
         rtt_cut: factor applied on RTT congestion (0 < cut < 1).
         queue_high_ms: the control channel's round trip above its recent minimum by this much
-            is a standing queue: the budget is cut by ``rtt_cut`` (again only once a round
-            trip asked after that cut shows the queue still standing).
+            is a standing queue: the budget is cut by ``rtt_cut``.
         queue_low_ms: the control channel's round trip above its recent minimum by this much
             holds the budget where it is (no growth).
         decrease_interval_ms: least time between two cuts.
@@ -345,11 +344,10 @@ class VideoBudget:
         that is not positive) are dropped, counted in :attr:`rejected` and logged.
         """
         report = self._sanitized(report)
-        span_ms = max(0.0, now_ms - self._last_ms)
-        elapsed_s = span_ms / 1000.0
+        elapsed_s = max(0.0, now_ms - self._last_ms) / 1000.0
         self._last_ms = now_ms
         cfg = self.config
-        congested = self._congested(now_ms, span_ms, report)
+        congested = self._congested(now_ms, report)
         if report.estimate_bps is not None and report.estimate_bps < self.available_bps:
             self.available_bps = float(report.estimate_bps)
         if congested is not None:
@@ -417,7 +415,7 @@ class VideoBudget:
             window.popleft()
         return min((r for _, r in window), default=None)
 
-    def _congested(self, now_ms: float, span_ms: float, report: LinkReport) -> float | None:
+    def _congested(self, now_ms: float, report: LinkReport) -> float | None:
         """The factor to cut the budget by, or None when the link looks fine."""
         cfg = self.config
         baseline = self._baseline_ms(self._rtts, now_ms, report.rtt_ms)
@@ -431,27 +429,25 @@ class VideoBudget:
             self._rtt_excess_ms = rtt - baseline
         if self._rtt_excess_ms > cfg.rtt_rise_ms:
             factor = min(factor, cfg.rtt_cut)
-        if self._queue_stands(now_ms, span_ms, report.path_rtt_ms):
+        if self._queue_stands(now_ms, report.path_rtt_ms):
             factor = min(factor, cfg.rtt_cut)
         return factor if factor < 1.0 else None
 
-    def _queue_stands(self, now_ms: float, span_ms: float, path_rtt_ms: float | None) -> bool:
+    def _queue_stands(self, now_ms: float, path_rtt_ms: float | None) -> bool:
         """Read the control channel's queue; True if it calls for a cut now.
 
         A report without a round trip leaves :attr:`queue_ms` as it was and is marked silent:
         replies go missing in fades and in a queue, so silence is not taken for good news.
-        A reading cuts only if the round trips it comes from were asked after the last cut
-        (the report's span plus the round trip itself): an earlier one still shows the
-        queue that cut already answered.
+        A standing queue cuts at every report, like the other signals at most once per
+        ``decrease_interval_ms``, though the next report's round trips may have been asked
+        before the last cut (measured: waiting for fresh ones let the queue overflow again).
         """
         self.path_floor_ms = self._baseline_ms(self._path_rtts_ms, now_ms, path_rtt_ms)
         self._queue_silent = path_rtt_ms is None
         if path_rtt_ms is None or self.path_floor_ms is None:
             return False
         self.queue_ms = path_rtt_ms - self.path_floor_ms
-        last = self._last_cut_ms
-        fresh = last is None or now_ms - last >= span_ms + path_rtt_ms
-        return fresh and self.queue_ms > self.config.queue_high_ms
+        return self.queue_ms > self.config.queue_high_ms
 
     def _cut(self, now_ms: float, factor: float) -> None:
         last = self._last_cut_ms

@@ -37,11 +37,11 @@ def test_loss_is_weighted_by_packets_and_only_from_new_reports() -> None:
     assert link_report([StreamSample()]).fraction_lost is None
 
 
-def test_rtt_is_the_worst_streams_and_only_from_receiver_reports() -> None:
-    # The clock sync's round trips are the path RTT, measured against their own minimum.
+def test_rtt_is_the_worst_stream_else_the_fallback() -> None:
     samples = [StreamSample(rtt_ms=40.0), StreamSample(rtt_ms=90.0), StreamSample()]
-    assert link_report(samples, path_rtts_ms=[10.0]).rtt_ms == 90.0
-    assert link_report([StreamSample()], path_rtts_ms=[10.0]).rtt_ms is None
+    assert link_report(samples, fallback_rtt_ms=10.0).rtt_ms == 90.0
+    assert link_report([StreamSample()], fallback_rtt_ms=10.0).rtt_ms == 10.0
+    assert link_report([StreamSample()]).rtt_ms is None
 
 
 def test_the_path_rtt_is_the_least_control_channel_round_trip() -> None:
@@ -96,7 +96,13 @@ class _RecordingAdapter(VideoAdapter):
         super().__init__([])
         self.given: list[Sequence[float]] = []
 
-    async def tick(self, now_ms: float, *, path_rtts_ms: Sequence[float] = ()) -> None:
+    async def tick(
+        self,
+        now_ms: float,
+        *,
+        fallback_rtt_ms: float | None = None,
+        path_rtts_ms: Sequence[float] = (),
+    ) -> None:
         self.ticks += 1
         self.given.append(path_rtts_ms)
 
