@@ -81,6 +81,10 @@ def _r(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
+def _seconds(value_ms: float | None) -> float | None:
+    return None if value_ms is None else round(value_ms / 1000.0, 1)
+
+
 def _since_last_cut_ms(at_ms: float, cut_ends_ms: list[float]) -> float | None:
     """How long after the latest cut that ended by ``at_ms`` it is (None: before any)."""
     return min((at_ms - end for end in cut_ends_ms if end <= at_ms), default=None)
@@ -201,10 +205,9 @@ def run(
         # came back (None: before the first cut): a cause tied to the reconnect shows as a
         # cluster.
         "freezes_over_300_after_cut_s": [
-            None if since is None else round(since / 1000.0, 1)
+            _seconds(_since_last_cut_ms(gap.start_ms, cut_ends))
             for gap in gaps
             if gap.beyond_fades_ms > FREEZE_THRESHOLDS_MS[0]
-            for since in [_since_last_cut_ms(gap.start_ms, cut_ends)]
         ],
         "video_frozen_fallbacks": frozen,
         "stale_commands_applied": final.get("stale_commands_applied"),

@@ -14,6 +14,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import TypeVar
 
 from teledrive.shared import channels as ch
 from teledrive.shared import messages as m
@@ -66,6 +67,17 @@ def supervisor_config(config: VehicleConfig) -> SupervisorConfig:
         max_speed_mps=config.motor.max_speed_mps,
         max_steer_rad=config.motor.max_steer_rad,
     )
+
+
+_T = TypeVar("_T")
+
+
+def _drain(queue: deque[_T]) -> list[_T]:
+    """Takes everything out of ``queue``, oldest first (safe against another thread's append)."""
+    taken: list[_T] = []
+    while queue:
+        taken.append(queue.popleft())
+    return taken
 
 
 def make_camera(section: CameraSection, *, world: SimWorld | None = None) -> Camera:
@@ -224,15 +236,10 @@ class VehicleService:
                 camera.stop()
 
     def _take_mcu_faults(self) -> list[Fault]:
-        faults = []
-        while self._mcu_faults:
-            faults.append(self._mcu_faults.popleft())
-        return faults
+        return _drain(self._mcu_faults)
 
     def _take_path_rtts_ms(self) -> list[float]:
-        rtts = list(self._path_rtts_ms)
-        self._path_rtts_ms.clear()
-        return rtts
+        return _drain(self._path_rtts_ms)
 
     def stop(self) -> None:
         """Asks :meth:`run` to finish."""
