@@ -23,6 +23,8 @@ first frame of the new session plus ``--after`` seconds.
 * longest_fade_ms: per direction, the longest fade of the link that lost a frame (profiles
   with ``fades``; 0 otherwise): a freeze cannot be shorter than an uplink fade plus the
   one-way delay, and with retransmission it lasts about a fade plus a round trip.
+* freezes_over_ms: how many whole gaps passed 300 and 500 ms (what the vehicle's video-freeze
+  bound sees, cuts left out; compare ``benchmarks/repair_model.py``).
 * freezes_beyond_fades_over_ms: how many gaps (beyond fades) passed 300 and 500 ms, and
   ``freezes_measured`` how many gaps there were: for long runs (``--window``, ``--cuts``,
   ``--after``), where the worst case alone says little about how often a bound breaks;
@@ -191,6 +193,10 @@ def run(
         "freezes_measured": len(beyond_fades),
         "freezes_beyond_fades_over_ms": {
             str(limit): sum(gap > limit for gap in beyond_fades) for limit in FREEZE_THRESHOLDS_MS
+        },
+        # Whole gaps, as the vehicle's 300 ms video-freeze bound sees them.
+        "freezes_over_ms": {
+            str(limit): sum(gap.length_ms > limit for gap in gaps) for limit in FREEZE_THRESHOLDS_MS
         },
         "freezes_over_500_beyond_fades": [
             {

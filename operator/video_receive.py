@@ -44,7 +44,8 @@ budget (a second round trip does not fit: 2 x 250 ms under a bad cellular link).
 buffer repeats its feedback instead: each NACK and keyframe request goes out
 ``feedback_copies`` times, ``feedback_spacing_ms`` apart, while the packet is still missing
 or the keyframe still awaited. Spacing the copies in time gets them out of a loss burst, and
-since the sender retransmits on every NACK the retransmissions are spaced the same way. The
+since the sender answers every copy (up to three per round trip,
+:mod:`teledrive.vehicle.retransmit_guard`) the retransmissions are spaced the same way. The
 sender forces at most one keyframe per copy spread
 (:class:`~teledrive.vehicle.video_track.KeyframeHoldoff`). On short round trips nothing is
 repeated: asking again after the wait still fits.
@@ -103,8 +104,11 @@ DEFAULT_FREEZE_BUDGET_MS = 280.0
 (ARCHITECTURE.md), less a margin for the timing of the operator's freshness reports."""
 DEFAULT_FEEDBACK_COPIES = 3
 """Copies of each NACK and keyframe request on a long round trip (the first included)."""
-DEFAULT_FEEDBACK_SPACING_MS = 30.0
-"""Time between two copies: a few packets on either direction of a loaded cellular link."""
+DEFAULT_FEEDBACK_SPACING_MS = 50.0
+"""Time between two copies: a fade's mean length under ``bad-cell``, so one fade seldom takes
+two (30 ms let one fade take all three retransmissions twice as often;
+``benchmarks/repair_model.py``). The wait for the last copy's retransmission grows by the
+spread (100 ms)."""
 _MISSING_MEMORY = 1024
 """Missing sequence numbers remembered for learning the retransmission delay."""
 

@@ -66,10 +66,12 @@ DEFAULT_H264 = H264Settings(min_bitrate_bps=64_000)
 """Encoder settings of a track: the defaults, with a floor low enough for a 240p budget."""
 KEYFRAME_HOLDOFF_S = 0.15
 """Least time between two keyframes forced by requests. On long round trips the operator
-sends each request up to three times, 30 ms apart (``operator/video_receive.py``), and the
-link's jitter spreads the copies further (by up to 80 ms under ``bad-cell``): one keyframe
-answers them all. A new request comes at least 200 ms after the one before (the receiver's
-least keyframe interval), so it is never held off."""
+sends each request up to three times, 50 ms apart (``operator/video_receive.py``), and the
+link's jitter spreads the copies by up to 80 ms more under ``bad-cell``: one keyframe answers
+the copies within the hold-off, and a third copy the jitter delayed past it forces a second
+now and then (6 % more keyframes in ``benchmarks/repair_model.py``; a 200 ms hold-off saved
+them but freezes did not get fewer). A new request comes at least 200 ms after the one
+before (the receiver's least keyframe interval), so it is never held off."""
 
 
 class KeyframeHoldoff:

@@ -9,10 +9,13 @@ from typing import Any
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 
+from teledrive.operator.video_receive import DEFAULT_FEEDBACK_COPIES, DEFAULT_FEEDBACK_SPACING_MS
 from teledrive.shared.errors import ConfigError
 from teledrive.vehicle.camera import Camera, SyntheticSource
 from teledrive.vehicle.retransmit_guard import (
     BURST_S,
+    COPIES_PER_ROUND_TRIP,
+    COPY_SPACING_MS,
     MAX_AGE_MS,
     AiortcSenderError,
     RetransmitBudget,
@@ -32,14 +35,23 @@ def ask(budget: RetransmitBudget, now_ms: float, seq: int, **overrides: float | 
     return budget.allow(now_ms, seq=seq, size_bytes=PACKET, **kwargs)  # type: ignore[arg-type]
 
 
-def test_copies_of_one_nack_retransmit_twice_per_round_trip_spaced() -> None:
+def test_copies_of_one_nack_retransmit_three_times_per_round_trip_spaced() -> None:
     budget = RetransmitBudget()
     assert ask(budget, 0.0, 7)
-    assert not ask(budget, 30.0, 7)  # the operator's second copy, 30 ms later: too soon
-    assert ask(budget, 60.0, 7)  # its third: a second chance, outside a short fade
-    assert not ask(budget, 120.0, 7)  # two this round trip already
-    assert ask(budget, 200.0, 7)  # a round trip on: both may have been lost
-    assert (budget.stats.sent, budget.stats.repeated) == (3, 2)
+    assert not ask(budget, 30.0, 7)  # a copy the jitter brought 30 ms after: too soon
+    assert ask(budget, 50.0, 7)  # the operator's second copy: a chance outside the fade
+    assert not ask(budget, 80.0, 7)  # too soon after the second
+    assert ask(budget, 100.0, 7)  # its third
+    assert not ask(budget, 150.0, 7)  # three this round trip already
+    assert ask(budget, 200.0, 7)  # a round trip on: all may have been lost
+    assert (budget.stats.sent, budget.stats.repeated) == (4, 3)
+
+
+def test_each_of_the_operators_nack_copies_can_be_answered() -> None:
+    # The copies come DEFAULT_FEEDBACK_SPACING_MS apart; a little jitter must not make the
+    # budget skip one, and the round trip must hold all of them.
+    assert COPY_SPACING_MS < DEFAULT_FEEDBACK_SPACING_MS
+    assert COPIES_PER_ROUND_TRIP >= DEFAULT_FEEDBACK_COPIES
 
 
 def test_the_last_decision_is_named() -> None:
