@@ -44,6 +44,11 @@ first frame of the new session plus ``--after`` seconds.
 Gilbert-Elliott chain of the same loss ratio and a mean burst of 4 frames: what ``bad-cell``
 was up to session 2, kept as a baseline.
 
+``--trace`` turns on the video path's DEBUG log in the vehicle and the operator (budget ticks,
+operating points, encoder opens, forced keyframes, the jitter buffer's losses and requests)
+and lists each freeze over 500 ms beyond fades with the log lines from 700 ms before it to
+its end (``log``), so a long run explains its own worst freezes.
+
 ``--seed`` picks the link's random draws (fades, jitter, loss): runs with one seed differ only
 through timing.
 
@@ -56,6 +61,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from typing import Any
 
@@ -69,6 +75,7 @@ from teledrive.shared.linklab import (
     unavailable_reason,
 )
 from teledrive.shared.linklab.system import LabSystem, now_ms
+from teledrive.shared.log_levels import ENV_VAR
 
 JITTER_BOUND_MS = 2.0
 TARGETS = {  # issue [linklab], under wired-1200km
@@ -110,6 +117,33 @@ def per_frame_bursts(profile: LinkProfile) -> LinkProfile:
 
 FREEZE_THRESHOLDS_MS = (300, 500)
 MAX_LISTED = 10
+TRACE_LOGGERS = (
+    "teledrive.vehicle.video_adapt",
+    "teledrive.vehicle.video_track",
+    "teledrive.vehicle.h264_encoder",
+    "teledrive.operator.video_receive",
+)
+"""What ``--trace`` logs at DEBUG: the video path's decisions, a few lines a second."""
+TRACE_BEFORE_MS = 700.0
+"""How far before a listed freeze its ``log`` starts (the loss behind it came earlier)."""
+TRACE_MAX_LINES = 120
+_TRACE_SKIPPED = ("aioice", "clock sync")
+
+
+def _log_around(lab: LabSystem, start_ms: float, end_ms: float) -> list[str]:
+    """The vehicle's and operator's log lines from before a freeze to its end, timed from it."""
+    lines = sorted(
+        [(line.t_ms, "vehicle", line.text) for line in lab.vehicle_log]
+        + [(line.t_ms, "operator", line.text) for line in lab.operator_log]
+    )
+    return [
+        f"{t_ms - start_ms:+.0f} {who}: {text.split(': ', 1)[-1][:160]}"
+        for t_ms, who, text in lines
+        if start_ms - TRACE_BEFORE_MS <= t_ms <= end_ms
+        and not any(skip in text for skip in _TRACE_SKIPPED)
+    ][:TRACE_MAX_LINES]
+
+
 RECONNECT_BOUND_MS = 2000.0
 
 
@@ -121,6 +155,7 @@ def run(
     after_s: float,
     cuts: int,
     seed: int = 1,
+    trace: bool = False,
 ) -> dict[str, Any]:
     """Runs one profile and returns the figures."""
     with LabSystem(profile, seed=seed) as lab:
@@ -203,6 +238,11 @@ def run(
                 "gap_ms": _r(gap.length_ms),
                 "beyond_fades_ms": _r(gap.beyond_fades_ms),
                 "after_cut_ms": _r(_since_last_cut_ms(gap.start_ms, cut_ends)),
+                **(
+                    {"log": _log_around(lab, gap.start_ms, gap.start_ms + gap.length_ms)}
+                    if trace
+                    else {}
+                ),
             }
             for gap in gaps
             if gap.beyond_fades_ms > FREEZE_THRESHOLDS_MS[-1]
@@ -258,12 +298,20 @@ def main() -> int:
         action="store_true",
         help="replace fades with a per-frame Gilbert-Elliott chain (the pre-session-3 bad-cell)",
     )
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="log the video path at DEBUG and list each freeze over 500 ms with its log",
+    )
     args = parser.parse_args()
     reason = unavailable_reason()
     if reason is not None:
         print(f"link_lab: skipped: {reason}", file=sys.stderr)
         print(json.dumps({"profile": args.profile, "skipped": reason}))
         return 0
+    if args.trace:  # the processes the lab starts read it (teledrive.shared.log_levels)
+        levels = ",".join(f"{name}=DEBUG" for name in TRACE_LOGGERS)
+        os.environ[ENV_VAR] = ",".join(filter(None, (os.environ.get(ENV_VAR), levels)))
     profile: str | LinkProfile = args.profile
     if args.per_frame_bursts:
         profile = per_frame_bursts(resolve_profile(args.profile))
@@ -274,6 +322,7 @@ def main() -> int:
         after_s=args.after,
         cuts=args.cuts,
         seed=args.seed,
+        trace=args.trace,
     )
     if not args.json:
         for key, value in result.items():
