@@ -8,7 +8,9 @@ real time on one core:
 
 - the link is the lab's own :class:`~teledrive.shared.linklab.impair.Impairment`, one per
   direction (with ``--links 2``, two per direction: every packet goes over both and the
-  first copy counts, the way a bonded pair of modems would carry it);
+  first copy counts, the way a bonded pair of modems would carry it; there is no reordering
+  buffer, so a packet overtaken on the other path reads as lost until it comes, which costs
+  NACKs and keyframe requests a real tunnel would save);
 - the operator runs aiortc's ``NackGenerator`` (its receiver's first NACK of every gap) and
   teledrive's :class:`~teledrive.operator.video_receive.FastJitterBuffer` (repeated NACKs,
   keyframe requests, the frames it releases), fed the round trips of a clock sync that
@@ -105,6 +107,20 @@ def _slices(nal_type: int, size: int) -> list[bytes]:
     return out
 
 
+class _FirstCopy:
+    """Delivers a packet once, however many paths carry it (a bonding tunnel's de-duplication)."""
+
+    __slots__ = ("_deliver",)
+
+    def __init__(self, deliver: Callable[[], None]) -> None:
+        self._deliver: Callable[[], None] | None = deliver
+
+    def __call__(self) -> None:
+        deliver, self._deliver = self._deliver, None
+        if deliver is not None:
+            deliver()
+
+
 class Link:
     """One direction of the link: one impairment per path, delivering the first copy."""
 
@@ -114,8 +130,9 @@ class Link:
         self.fades: set[tuple[float, float]] = set()
 
     def send(self, size_bytes: int, deliver: Callable[[], None]) -> None:
+        once = _FirstCopy(deliver)
         for path in self.paths:
-            verdict = path.offer(self._sim.now_ms, deliver, size_bytes)
+            verdict = path.offer(self._sim.now_ms, once, size_bytes)
             if isinstance(verdict, Scheduled):
                 self._sim.at(verdict.depart_ms, self._drain, path)
 

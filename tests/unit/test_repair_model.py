@@ -54,6 +54,9 @@ def test_a_second_link_carries_what_the_first_loses() -> None:
     one = _model("--profile", "bad-cell", "--minutes", "2", "--seed", "4")
     two = _model("--profile", "bad-cell", "--minutes", "2", "--seed", "4", "--links", "2")
     assert len(two["uplink_dropped"]) == 2
+    # The first copy counts, the other is dropped as a bonding tunnel does: a retransmission
+    # that overtakes nothing may still arrive twice, every packet twice would be thousands.
+    assert two["video_recovery"]["packets_duplicate"] < 50
     assert two["video_recovery"]["packets_recovered"] < one["video_recovery"]["packets_recovered"]
     assert two["freezes_over_ms"]["300"] < one["freezes_over_ms"]["300"]
 
