@@ -37,6 +37,7 @@ Prints one JSON object (the last line).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import heapq
 import itertools
@@ -317,15 +318,10 @@ class Model:
             "frames_released_per_s": round(len(times) / max(1e-9, (end_ms - warmup_ms) / 1000), 2),
             "rtt_ms_median": round(statistics.median(self.rtts_ms or [0.0]), 1),
             "keyframes_per_s": round(self.keyframes / (end_ms / 1000.0), 2),
-            "retransmissions": dataclass_dict(self.guard.stats),
-            "video_recovery": dataclass_dict(stats),
+            "retransmissions": dataclasses.asdict(self.guard.stats),
+            "video_recovery": dataclasses.asdict(stats),
             "uplink_dropped": [path.stats.dropped for path in self.up.paths],
         }
-
-
-def dataclass_dict(obj: Any) -> dict[str, Any]:
-    """A dataclass's fields as a dict."""
-    return {name: getattr(obj, name) for name in obj.__dataclass_fields__}
 
 
 def main() -> int:
@@ -346,10 +342,7 @@ def main() -> int:
     parser.add_argument("--keyframe-holdoff-s", type=float, default=KEYFRAME_HOLDOFF_S)
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
     args = parser.parse_args()
-    result = {"profile": args.profile, "seed": args.seed, "links": args.links}
-    result.update(
-        {k: v for k, v in vars(args).items() if k not in ("profile", "seed", "links", "json")}
-    )
+    result = {k: v for k, v in vars(args).items() if k != "json"}  # the settings, then figures
     result.update(Model(args).run(args.minutes))
     if not args.json:
         for key, value in result.items():
