@@ -14,11 +14,15 @@ retransmission) is not an answer but the sign that ours was lost: what is pendin
 address goes out again at once, and once more :data:`EARLY_COPY_MS` later in case the fade
 that took ours is still on. (OpenSSL answers a repeated flight only when its own 1 s timer
 runs out; taking the repeat for an answer cost a bad-cell reconnect that second.) Media
-(RTP, RTCP) is never repeated. Once DTLS is connected the resender removes itself, as soon as
-no DTLS datagram of its own waits for an answer: the side that completes first (the DTLS
-server) sent a final flight that only the peer's next DTLS (application data) answers, and if
-that flight is lost the peer stays in its handshake. Until then DTLS application data it sends
-(the SCTP association's first chunks) is tracked and re-sent like a flight.
+(RTP, RTCP) is never repeated. The resender removes itself once DTLS is connected, the data
+channels' SCTP association is up (when the connection has one), and no DTLS datagram of its own
+waits for an answer. The side whose DTLS completes first (the server) sent a final flight that
+only the peer's next DTLS answers, and if that flight is lost the peer stays in its handshake.
+The association's own handshake (INIT, INIT-ACK, COOKIE-ECHO, COOKIE-ACK; both peers start one,
+RFC 8841) then goes as DTLS application data, and aiortc sends a lost chunk of it again only
+after its initial retransmission timeout: two lost in one fade held a bad-cell session's data
+channels for four seconds while its video flowed (see :mod:`teledrive.shared.channels`). Until
+the resender is done, DTLS application data is tracked and re-sent like a flight.
 
 :class:`ResendPlan` is the decision (datagrams and a clock in, datagrams to re-send out);
 :func:`install_handshake_resender` puts it between a peer connection and its UDP sockets. That
@@ -56,10 +60,15 @@ EARLY_COPY_MS = 100.0
 ``bad-cell``) that took the datagram is mostly over by then (it outlasts 100 ms one time in
 seven), so a lost datagram costs 100 ms instead of a round trip and a half (~370 ms there). On
 a short round trip the answer usually comes first and cancels it."""
+SCTP_INITIAL_RTO_S = 1.0
+"""The data channels' SCTP association starts its retransmission timeout here, not at aiortc's
+3 s (RFC 4960's RTO.Initial): its handshake chunks and first data are sent again after a
+second when lost. TCP went from 3 s to 1 s for the same reason (RFC 6298); it is also aiortc's
+least RTO, where a measured round trip under a second takes it anyway."""
 MAX_PENDING = 16
 """Unanswered datagrams remembered per address (a DTLS flight is a few)."""
 GIVE_UP_S = 15.0
-"""The resender removes itself after this long even if DTLS never connected."""
+"""The resender removes itself after this long even if the handshakes never ended."""
 
 
 class AiortcTransportError(TeledriveError, RuntimeError):
@@ -270,19 +279,27 @@ class _ResendingTransport:
 
 
 class HandshakeResender:
-    """Re-sends unanswered handshake datagrams of one peer connection until DTLS is done.
+    """Re-sends unanswered handshake datagrams of one peer connection until its handshakes end.
 
-    Done: connected with no DTLS flight of its own still unanswered, failed or closed, or
-    ``give_up_s`` passed. Made by :func:`install_handshake_resender`; :meth:`remove` puts
-    everything back.
+    Done: DTLS connected, the SCTP association (if any) up, and no DTLS datagram of its own
+    still unanswered; or DTLS failed or closed; or ``give_up_s`` passed. Made by
+    :func:`install_handshake_resender`; :meth:`remove` puts everything back.
     """
 
     def __init__(
-        self, plan: ResendPlan, protocols: list[Any], dtls: Any, *, give_up_s: float = GIVE_UP_S
+        self,
+        plan: ResendPlan,
+        protocols: list[Any],
+        dtls: Any,
+        *,
+        association: Any = None,
+        give_up_s: float = GIVE_UP_S,
     ) -> None:
         self.plan = plan
         self._protocols = protocols
         self._dtls = dtls
+        self._association = association
+        """The connection's ``RTCSctpTransport`` (None: no data channels)."""
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
         self._send: dict[Address, Any] = {}
@@ -309,7 +326,7 @@ class HandshakeResender:
 
     @property
     def removed(self) -> bool:
-        """Whether it stopped (DTLS connected and answered, failed or closed, or it gave up)."""
+        """Whether it stopped (handshakes done and answered, DTLS failed or closed, gave up)."""
         return self._removed
 
     def _now_ms(self) -> float:
@@ -360,7 +377,10 @@ class HandshakeResender:
             self.remove()
 
     def _remove_if_settled(self) -> None:
-        if not self._removed and not self.plan.dtls_waiting():
+        # (aiortc processes a datagram after it is handed on, so the association may come up
+        # just after the datagram that brought it; the next datagram or re-send looks again.)
+        association_up = self._association is None or self._association.state == "connected"
+        if not self._removed and association_up and not self.plan.dtls_waiting():
             self.remove()
 
     def remove(self) -> None:
@@ -384,6 +404,25 @@ class HandshakeResender:
             log.info("handshake: %s", self.plan.stats)
 
 
+def shorten_initial_rto(association: Any, rto_s: float = SCTP_INITIAL_RTO_S) -> None:
+    """Starts an SCTP association's retransmission timeout at ``rto_s`` (before it starts).
+
+    Args:
+        association: an ``aiortc.RTCSctpTransport`` not started yet.
+        rto_s: the initial retransmission timeout in seconds.
+
+    Raises:
+        AiortcTransportError: aiortc keeps its timeout somewhere else now.
+    """
+    current = getattr(association, "_rto", None)
+    if not isinstance(current, (int, float)):
+        raise AiortcTransportError(
+            "aiortc internals changed: RTCSctpTransport._rto not found;"
+            " shorten_initial_rto must be updated"
+        )
+    association._rto = min(float(current), rto_s)
+
+
 def install_handshake_resender(
     pc: Any,
     *,
@@ -392,10 +431,11 @@ def install_handshake_resender(
     early_copy_ms: float | None = EARLY_COPY_MS,
     give_up_s: float = GIVE_UP_S,
 ) -> HandshakeResender | None:
-    """Re-sends a peer connection's unanswered handshake datagrams until DTLS is done.
+    """Re-sends a peer connection's unanswered handshake datagrams until its handshakes end.
 
     Call it right after ``setLocalDescription`` (aiortc gathers its ICE candidates, and so
-    opens its sockets, there).
+    opens its sockets, there). With data channels, it also starts their SCTP association's
+    retransmission timeout at :data:`SCTP_INITIAL_RTO_S` (:func:`shorten_initial_rto`).
 
     Args:
         pc: an ``aiortc.RTCPeerConnection``.
@@ -403,7 +443,7 @@ def install_handshake_resender(
         copies: re-sends of one datagram at most.
         early_copy_ms: the first re-send's wait, if shorter than the round trip's (None:
             none early).
-        give_up_s: when DTLS is not done by then, stop and put the sockets back.
+        give_up_s: when the handshakes are not done by then, stop and put the sockets back.
 
     Returns:
         The resender, or None when the connection has no transport yet (nothing to do).
@@ -431,4 +471,6 @@ def install_handshake_resender(
     plan = ResendPlan(
         resend_after_ms=resend_after_ms(rtt_ms), copies=copies, early_copy_ms=early_copy_ms
     )
-    return HandshakeResender(plan, list(protocols), dtls, give_up_s=give_up_s)
+    if pc.sctp is not None:
+        shorten_initial_rto(pc.sctp)
+    return HandshakeResender(plan, list(protocols), dtls, association=pc.sctp, give_up_s=give_up_s)

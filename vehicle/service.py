@@ -379,8 +379,17 @@ class VehicleService:
     def _on_data(self, message: m.DataMessage) -> None:
         now_ms = self.now_ms()
         sup = self.supervisor
-        if self.session is not None:
-            self.session.last_data_ms = now_ms
+        session = self.session
+        if session is not None:
+            if session.last_data_ms is None:
+                # How long the data channels took to carry anything (the re-dial policy
+                # gives a session SESSION_SETUP_MS for it).
+                log.info(
+                    "session %s: first data from the operator %.0f ms after it began",
+                    session.id,
+                    now_ms - session.started_ms,
+                )
+            session.last_data_ms = now_ms
         match message:
             case m.DriveCommand():
                 arrival = CommandArrival(

@@ -18,10 +18,13 @@ from teledrive.shared.handshake_resend import (
     DEFAULT_RESEND_AFTER_MS,
     EARLY_COPY_MS,
     MIN_RESEND_AFTER_MS,
+    SCTP_INITIAL_RTO_S,
+    AiortcTransportError,
     HandshakeResender,
     ResendPlan,
     install_handshake_resender,
     resend_after_ms,
+    shorten_initial_rto,
 )
 
 WAIT_S = 10.0 * float(os.environ.get("TELEDRIVE_TIME_SCALE", "1"))
@@ -418,3 +421,114 @@ async def test_the_resender_gives_up_when_dtls_never_connects() -> None:
         assert all("datagram_received" not in vars(p) for p in protocols)
     finally:
         await pc.close()
+
+
+def operators_first_application_data_lost(count: int = 2) -> tuple[StallableLink, list[int]]:
+    """A 240 ms round trip that loses the operator's first ``count`` DTLS application data.
+
+    Those carry its side of the SCTP association's handshake (its INIT, its INIT-ACK), sent
+    after DTLS connected: one fade takes both.
+    """
+    lost: list[int] = []
+
+    def drop(to_peer: str, data: bytes) -> bool:
+        if to_peer == "vehicle" and data[0] == 23 and len(lost) < count:
+            lost.append(len(data))
+            return True
+        return False
+
+    return StallableLink(drop, delay_s=0.12), lost
+
+
+async def first_message_after_dtls(
+    link: StallableLink, *, resend: bool, shorten_rto: bool = False
+) -> float:
+    """Seconds from both peers connected (DTLS) until each got a data channel message.
+
+    With ``resend`` both get a resender (which also shortens the association's timeout);
+    with ``shorten_rto`` only the timeout is shortened.
+    """
+    vehicle = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    operator = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        await link.open()
+        channels = [
+            pc.createDataChannel("drive", negotiated=True, id=0, ordered=False, maxRetransmits=0)
+            for pc in (vehicle, operator)
+        ]
+        if shorten_rto:
+            for pc in (vehicle, operator):
+                shorten_initial_rto(pc.sctp)
+        connected = asyncio.Event()
+        got = [asyncio.Event(), asyncio.Event()]
+        for channel, event in zip(channels, got, strict=True):
+            channel.on("message", lambda _message, event=event: event.set())
+
+        def check() -> None:
+            if vehicle.connectionState == operator.connectionState == "connected":
+                connected.set()
+
+        vehicle.on("connectionstatechange", check)
+        operator.on("connectionstatechange", check)
+        await vehicle.setLocalDescription(await vehicle.createOffer())
+        if resend:
+            install_handshake_resender(vehicle, rtt_ms=240.0)
+        offer = link.route("vehicle", vehicle.localDescription.sdp)
+        await operator.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        await operator.setLocalDescription(await operator.createAnswer())
+        if resend:
+            install_handshake_resender(operator, rtt_ms=240.0)
+        answer = link.route("operator", operator.localDescription.sdp)
+        await vehicle.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        await asyncio.wait_for(connected.wait(), WAIT_S)
+        connected_s = time.monotonic()
+
+        async def send_until_both_got() -> None:
+            while not all(event.is_set() for event in got):
+                for channel in channels:
+                    if channel.readyState == "open":
+                        channel.send(b"drive")
+                await asyncio.sleep(0.02)  # a 50 Hz sender, as the operator's drive loop
+
+        await asyncio.wait_for(send_until_both_got(), WAIT_S)
+        return time.monotonic() - connected_s
+    finally:
+        await vehicle.close()
+        await operator.close()
+        link.close()
+
+
+async def test_a_lost_association_handshake_is_sent_again_after_one_second_not_three() -> None:
+    # aiortc sends a lost INIT or COOKIE-ECHO again after its initial RTO, 3 s; two lost in
+    # one fade held a bad-cell session's channels long enough for the vehicle to give the
+    # session up as silent. Without the resender, only the shortened timeout helps.
+    baseline_link, baseline_lost = operators_first_application_data_lost()
+    baseline_s = await first_message_after_dtls(baseline_link, resend=False)
+    link, lost = operators_first_application_data_lost()
+    took_s = await first_message_after_dtls(link, resend=False, shorten_rto=True)
+    assert len(baseline_lost) == len(lost) == 2
+    assert baseline_s >= 3.0, baseline_s  # aiortc's T1
+    assert 1.0 <= took_s < 2.9, took_s  # one second per loss, and a round trip
+
+
+async def test_the_resender_stays_until_the_association_is_up() -> None:
+    # It re-sends the lost association chunks after 100 ms, well before even the shortened
+    # 1 s timeout would.
+    link, lost = operators_first_application_data_lost()
+    took_s = await first_message_after_dtls(link, resend=True)
+    assert len(lost) == 2
+    assert took_s < 0.9, took_s
+
+
+def test_the_initial_rto_is_only_ever_shortened() -> None:
+    class Association:
+        _rto = 0.5
+
+    association = Association()
+    shorten_initial_rto(association)
+    assert association._rto == 0.5
+    association._rto = 3.0
+    shorten_initial_rto(association)
+    assert association._rto == SCTP_INITIAL_RTO_S
+    with pytest.raises(AiortcTransportError, match="_rto"):
+        shorten_initial_rto(object())

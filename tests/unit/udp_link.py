@@ -40,9 +40,14 @@ class StallableLink:
     one of the relay's sockets.
     """
 
-    def __init__(self, drop: Callable[[str, bytes], bool] | None = None) -> None:
+    def __init__(
+        self, drop: Callable[[str, bytes], bool] | None = None, *, delay_s: float = 0.0
+    ) -> None:
         self.drop = drop
         """Called with (the peer a datagram goes to, the datagram): True drops it."""
+        self.delay_s = delay_s
+        """One-way delay added to every datagram (a long link's round trip is twice it)."""
+        self._delayed: set[asyncio.TimerHandle] = set()
         self.dropped = 0
         self.stalled = False
         self.held: deque[tuple[_Side, bytes]] = deque()
@@ -61,6 +66,9 @@ class StallableLink:
         return side
 
     def close(self) -> None:
+        for handle in self._delayed:
+            handle.cancel()
+        self._delayed.clear()
         for side in self._sides.values():
             if side.transport is not None:
                 side.transport.close()
@@ -94,6 +102,16 @@ class StallableLink:
         if self.stalled:
             self.held.append((side, data))
             self.held_total += 1
+        elif self.delay_s > 0.0:
+            loop = asyncio.get_running_loop()
+            handle: asyncio.TimerHandle
+
+            def forward() -> None:
+                self._delayed.discard(handle)
+                self._forward(side, data)
+
+            handle = loop.call_later(self.delay_s, forward)
+            self._delayed.add(handle)
         else:
             self._forward(side, data)
 
