@@ -35,6 +35,11 @@ first frame of the new session plus ``--after`` seconds.
 * stale_commands_applied: the vehicle's runtime count of commands applied past their bound;
   commands_from_before_cut_applied_after: telemetry after the link returned naming an
   applied command the operator sent before it returned (both must be 0).
+* sessions: sessions the operator answered (one more than the cuts when nothing else ended
+  one); ``sessions_ended_by``: why the hub ended them, and how often (a cut ends one by the
+  operator connecting again and one by the vehicle reconnecting).
+* first_operator_data_ms_max: the longest a session waited for the operator's first data
+  channel message after it began (the vehicle re-dials a session silent for 5 s).
 * video_sent: per camera ``[width, height, fps, bitrate_bps]`` the vehicle sent at the end of
   the steady window (how the video adapted to the link).
 * video_recovery: the operator's video jitter-buffer counters over the whole run
@@ -62,7 +67,9 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import sys
+from collections import Counter
 from typing import Any
 
 from teledrive.shared.errors import LinkError
@@ -145,6 +152,27 @@ def _log_around(lab: LabSystem, start_ms: float, end_ms: float) -> list[str]:
 
 
 RECONNECT_BOUND_MS = 2000.0
+_SESSION_ENDED = re.compile(r"hub: session \S+ ended: (.*)$")
+_FIRST_DATA = re.compile(r"first data from the operator (\d+) ms after it began")
+
+
+def _sessions_ended_by(lab: LabSystem) -> dict[str, int]:
+    """Why the hub ended sessions over the run (its log), and how often."""
+    reasons = Counter(
+        match.group(1)
+        for line in lab.log_lines("hub", 0.0, containing=(" ended: ",))
+        if (match := _SESSION_ENDED.search(line.text))
+    )
+    return dict(reasons.most_common())
+
+
+def _first_data_ms(lab: LabSystem) -> list[float]:
+    """Per session, how long after it began the vehicle first heard the operator's data."""
+    return [
+        float(match.group(1))
+        for line in lab.log_lines("vehicle", 0.0, containing=("first data",))
+        if (match := _FIRST_DATA.search(line.text))
+    ]
 
 
 def run(
@@ -195,6 +223,8 @@ def run(
         beyond_fades = [gap.beyond_fades_ms for gap in gaps]
         cut_ends = [cut.end_ms for cut in lab.cuts]
         driven_s = (now_ms() - window_start_ms) / 1000.0
+        ended_by = _sessions_ended_by(lab)
+        first_data = _first_data_ms(lab)
         final = lab.stop_probe() or {}
     known_fallbacks = [f for f in fallbacks if f is not None]
     known_reconnects = [r for r in reconnects if r is not None]
@@ -259,6 +289,8 @@ def run(
         "stale_commands_applied": final.get("stale_commands_applied"),
         "commands_from_before_cut_applied_after": from_before,
         "sessions": final.get("sessions"),
+        "sessions_ended_by": ended_by,
+        "first_operator_data_ms_max": _r(max(first_data, default=None)),
         "operator_errors": final.get("errors"),
         "video_sent": steady.get("video"),
         "video_recovery": final.get("video_recovery"),

@@ -21,8 +21,9 @@ only the peer's next DTLS answers, and if that flight is lost the peer stays in 
 The association's own handshake (INIT, INIT-ACK, COOKIE-ECHO, COOKIE-ACK; both peers start one,
 RFC 8841) then goes as DTLS application data, and aiortc sends a lost chunk of it again only
 after its initial retransmission timeout: two lost in one fade held a bad-cell session's data
-channels for four seconds while its video flowed (see :mod:`teledrive.shared.channels`). Until
-the resender is done, DTLS application data is tracked and re-sent like a flight.
+channels for four seconds while its video flowed, and the vehicle gave the session up as silent
+(``teledrive.vehicle.redial``). Until the resender is done, DTLS application data is tracked and
+re-sent like a flight.
 
 :class:`ResendPlan` is the decision (datagrams and a clock in, datagrams to re-send out);
 :func:`install_handshake_resender` puts it between a peer connection and its UDP sockets. That

@@ -33,9 +33,15 @@ REDIAL_EVERY_S = 0.1
 REDIAL_FAST_WINDOW_MS = 10_000.0  # every ~0.1 s for this long after the loss...
 REDIAL_SLOW_EVERY_S = 1.0  # ...then every ~1 s...
 REDIAL_WINDOW_MS = 60_000.0  # ...up to this; after it the signaling backoff alone
-REDIAL_TIMEOUT_S = 1.5
-"""An attempt's TCP and websocket handshakes take two round trips (0.7 s over a bad cell)."""
-MAX_REDIALS_IN_FLIGHT = 16
+SYN_RESEND_S = 1.0
+"""Linux sends a lost SYN again after this long (its initial TCP retransmission timeout)."""
+REDIAL_TIMEOUT_S = 2.5
+"""An attempt's TCP and websocket handshakes take two round trips (0.5-0.7 s over a bad cell),
+and one dialled in the last second of a cut waits for its SYN's resend first. At 1.5 s such an
+attempt timed out just as the hub registered it: the hub opened a session on it and ended that
+again when the vehicle closed it, and the next registration took 250 ms longer."""
+MAX_REDIALS_IN_FLIGHT = 32
+"""More than an attempt every ~0.1 s for :data:`REDIAL_TIMEOUT_S`: the limit is a backstop."""
 
 
 class RedialSession(Protocol):

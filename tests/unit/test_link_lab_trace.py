@@ -50,3 +50,41 @@ def test_the_listed_log_is_capped() -> None:
     lines = link_lab._log_around(lab, 1000.0, 2000.0)
     assert len(lines) == link_lab.TRACE_MAX_LINES
     assert lines[0] == "+0 vehicle: line 0"
+
+
+def test_the_run_says_why_sessions_ended_and_how_long_they_waited_for_data() -> None:
+    lines = {
+        "hub": [
+            LogLine(
+                10.0,
+                "INFO x: hub: session a1 ended: vehicle 'v' reconnected",
+            ),
+            LogLine(20.0, "INFO x: hub: vehicle 'v' registered"),
+            LogLine(
+                30.0,
+                "INFO x: hub: session b2 ended: vehicle 'v' reconnected",
+            ),
+            LogLine(
+                40.0,
+                "INFO x: hub: session c3 ended: operator 'o' connected again",
+            ),
+        ],
+        "vehicle": [
+            LogLine(5.0, "INFO x: session a1: first data from the operator 1084 ms after it began"),
+            LogLine(6.0, "INFO x: session b2: first data from the operator 4101 ms after it began"),
+        ],
+    }
+
+    def log_lines(process: str, since_ms: float, *, containing: tuple[str, ...]) -> list[LogLine]:
+        return [
+            line
+            for line in lines[process]
+            if line.t_ms > since_ms and all(text in line.text for text in containing)
+        ]
+
+    lab = SimpleNamespace(log_lines=log_lines)
+    assert link_lab._sessions_ended_by(lab) == {
+        "vehicle 'v' reconnected": 2,
+        "operator 'o' connected again": 1,
+    }
+    assert link_lab._first_data_ms(lab) == [1084.0, 4101.0]

@@ -6,14 +6,17 @@ import asyncio
 import os
 from dataclasses import dataclass
 
+from teledrive.shared.linklab.profiles import PROFILES
 from teledrive.vehicle.redial import (
     MAX_REDIALS_IN_FLIGHT,
     OPERATOR_LOST_MS,
+    REDIAL_EVERY_S,
     REDIAL_FAST_WINDOW_MS,
     REDIAL_SLOW_EVERY_S,
     REDIAL_TIMEOUT_S,
     REDIAL_WINDOW_MS,
     SESSION_SETUP_MS,
+    SYN_RESEND_S,
     RedialPolicy,
     operator_lost,
     run_redial,
@@ -101,3 +104,17 @@ async def test_loop_redials_a_lost_session_once_it_gets_through() -> None:
         await asyncio.gather(task, return_exceptions=True)
     assert session.redialled
     assert timeouts_s[0] == REDIAL_TIMEOUT_S
+
+
+def test_an_attempt_whose_first_syn_was_lost_still_opens_over_a_bad_cell() -> None:
+    # Dialled in the last second of a cut, its SYN goes again SYN_RESEND_S later; then the TCP
+    # and websocket handshakes take two round trips at the profile's slowest (its queue left
+    # out), and some time for the hub. An attempt that times out as the hub registers it
+    # costs a session.
+    bad_cell = PROFILES["bad-cell"]
+    rtt_max_s = (bad_cell.uplink.delay_ms + bad_cell.uplink.jitter_ms) / 1000.0
+    rtt_max_s += (bad_cell.downlink.delay_ms + bad_cell.downlink.jitter_ms) / 1000.0
+    needed_s = SYN_RESEND_S + 2 * rtt_max_s + 0.5
+    assert needed_s <= REDIAL_TIMEOUT_S
+    # ... and a new attempt every 0.1 s on average meanwhile is not held back by the backstop.
+    assert MAX_REDIALS_IN_FLIGHT >= REDIAL_TIMEOUT_S / REDIAL_EVERY_S
