@@ -52,7 +52,9 @@ was up to session 2, kept as a baseline.
 ``--trace`` turns on the video path's DEBUG log in the vehicle and the operator (budget ticks,
 operating points, encoder opens, forced keyframes, the jitter buffer's losses and requests)
 and lists each freeze over 500 ms beyond fades with the log lines from 700 ms before it to
-its end (``log``), so a long run explains its own worst freezes.
+its end (``log``), so a long run explains its own worst freezes; likewise each reconnect over
+2 s with its log (the hub's too) from the link's return to the first frame
+(``reconnects_over_2000_ms_log``).
 
 ``--seed`` picks the link's random draws (fades, jitter, loss): runs with one seed differ only
 through timing.
@@ -129,26 +131,42 @@ TRACE_LOGGERS = (
     "teledrive.vehicle.video_track",
     "teledrive.vehicle.h264_encoder",
     "teledrive.operator.video_receive",
+    "teledrive.shared.handshake_resend",
 )
-"""What ``--trace`` logs at DEBUG: the video path's decisions, a few lines a second."""
+"""What ``--trace`` logs at DEBUG: the video path's decisions, a few lines a second, and the
+handshake resender's while a connection starts."""
 TRACE_BEFORE_MS = 700.0
 """How far before a listed freeze its ``log`` starts (the loss behind it came earlier)."""
 TRACE_MAX_LINES = 120
 _TRACE_SKIPPED = ("aioice", "clock sync")
 
 
-def _log_around(lab: LabSystem, start_ms: float, end_ms: float) -> list[str]:
-    """The vehicle's and operator's log lines from before a freeze to its end, timed from it."""
+def _log_around(
+    lab: LabSystem,
+    start_ms: float,
+    end_ms: float,
+    *,
+    before_ms: float = TRACE_BEFORE_MS,
+    skipped: tuple[str, ...] = _TRACE_SKIPPED,
+    hub: bool = False,
+) -> list[str]:
+    """The vehicle's and operator's (and the hub's) log lines from ``before_ms`` before
+    ``start_ms`` to ``end_ms``, timed from ``start_ms``, leaving out lines naming ``skipped``."""
     lines = sorted(
         [(line.t_ms, "vehicle", line.text) for line in lab.vehicle_log]
         + [(line.t_ms, "operator", line.text) for line in lab.operator_log]
+        + ([(line.t_ms, "hub", line.text) for line in lab.hub_log] if hub else [])
     )
     return [
         f"{t_ms - start_ms:+.0f} {who}: {text.split(': ', 1)[-1][:160]}"
         for t_ms, who, text in lines
-        if start_ms - TRACE_BEFORE_MS <= t_ms <= end_ms
-        and not any(skip in text for skip in _TRACE_SKIPPED)
+        if start_ms - before_ms <= t_ms <= end_ms and not any(skip in text for skip in skipped)
     ][:TRACE_MAX_LINES]
+
+
+_RECONNECT_SKIPPED = ("clock sync", "video budget", "packet", "another connection of its dial")
+"""Left out of a slow reconnect's log: what comes every tick or per packet, and the hub
+refusing the re-dial attempts that lost the race."""
 
 
 RECONNECT_BOUND_MS = 2000.0
@@ -217,6 +235,21 @@ def run(
                 not_in_control += 1
             reconnects.append(lab.reconnect_first_frame_ms(cut))
             from_before += lab.commands_applied_from_before(cut)
+        slow_reconnects = [
+            {
+                "reconnect_ms": _r(reconnect),
+                "log": _log_around(
+                    lab,
+                    cut.end_ms,
+                    cut.end_ms + (reconnect if reconnect is not None else cut_s + 20_000.0),
+                    before_ms=0.0,
+                    skipped=_RECONNECT_SKIPPED,
+                    hub=True,
+                ),
+            }
+            for cut, reconnect in zip(lab.cuts, reconnects, strict=True)
+            if trace and (reconnect is None or reconnect > RECONNECT_BOUND_MS)
+        ]
         freeze_ms = lab.longest_freeze_ms(window_start_ms)
         link = lab.lab.stats()
         gaps = lab.freezes(window_start_ms, stats=link)
@@ -253,6 +286,7 @@ def run(
         ),
         "reconnect_first_frame_ms_each": [_r(r) for r in reconnects],
         "reconnects_over_2000_ms": sum(r is None or r > RECONNECT_BOUND_MS for r in reconnects),
+        **({"reconnects_over_2000_ms_log": slow_reconnects} if trace else {}),
         "longest_freeze_ms": _r(freeze_ms),
         "longest_freeze_beyond_fades_ms": _r(max(beyond_fades, default=0.0)),
         "freezes_measured": len(beyond_fades),

@@ -88,3 +88,21 @@ def test_the_run_says_why_sessions_ended_and_how_long_they_waited_for_data() -> 
         "operator 'o' connected again": 1,
     }
     assert link_lab._first_data_ms(lab) == [1084.0, 4101.0]
+
+
+def test_a_slow_reconnect_lists_the_hub_too_from_the_links_return() -> None:
+    lab = SimpleNamespace(
+        vehicle_log=[
+            LogLine(900.0, "x: before the link returned"),
+            LogLine(1400.0, "aioice.ice: Connection(2) ICE completed"),
+        ],
+        operator_log=[LogLine(1300.0, "x: video budget: every tick, left out")],
+        hub_log=[LogLine(1100.0, "teledrive.operator.hub: hub: vehicle 'v' registered")],
+    )
+    lines = link_lab._log_around(
+        lab, 1000.0, 3000.0, before_ms=0.0, skipped=link_lab._RECONNECT_SKIPPED, hub=True
+    )
+    assert lines == [
+        "+100 hub: hub: vehicle 'v' registered",
+        "+400 vehicle: Connection(2) ICE completed",
+    ]
