@@ -241,7 +241,8 @@ def run(
                 "log": _log_around(
                     lab,
                     cut.end_ms,
-                    cut.end_ms + (reconnect if reconnect is not None else cut_s + 20_000.0),
+                    # (None: no first frame within the 20 s waited after the cut)
+                    cut.end_ms + (reconnect if reconnect is not None else 20_000.0),
                     before_ms=0.0,
                     skipped=_RECONNECT_SKIPPED,
                     hub=True,
