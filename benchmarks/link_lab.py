@@ -56,6 +56,11 @@ its end (``log``), so a long run explains its own worst freezes; likewise each r
 2 s with its log (the hub's too) from the link's return to the first frame
 (``reconnects_over_2000_ms_log``).
 
+``--links 2`` gives the vehicle a second modem: a second link under the same profile with
+its own random draws, and the vehicle and operator bond the two (``shared/bond.py``: every
+datagram over both). A cut takes both; a freeze is then measured beyond the times both links
+were faded at once, and ``bonded_sessions`` counts the sessions that bonded.
+
 ``--seed`` picks the link's random draws (fades, jitter, loss): runs with one seed differ only
 through timing.
 
@@ -202,9 +207,10 @@ def run(
     cuts: int,
     seed: int = 1,
     trace: bool = False,
+    links: int = 1,
 ) -> dict[str, Any]:
     """Runs one profile and returns the figures."""
-    with LabSystem(profile, seed=seed) as lab:
+    with LabSystem(profile, seed=seed, links=links) as lab:
         lab.wait_driving(timeout_s=60.0)
         window_start_ms = now_ms()
         lab.hold(window_s)
@@ -332,6 +338,8 @@ def run(
         "link_dropped": {
             direction: link[direction]["dropped"] for direction in ("uplink", "downlink")
         },
+        "links": links,
+        "bonded_sessions": len(lab.log_lines("vehicle", 0.0, containing=("bonding:",))),
         "longest_fade_ms": {
             direction: _r(link[direction]["longest_fade_ms"])
             for direction in ("uplink", "downlink")
@@ -366,6 +374,13 @@ def main() -> int:
         help="replace fades with a per-frame Gilbert-Elliott chain (the pre-session-3 bad-cell)",
     )
     parser.add_argument(
+        "--links",
+        type=int,
+        default=1,
+        choices=(1, 2),
+        help="the vehicle's modems, each its own link under the profile; 2 bonds them",
+    )
+    parser.add_argument(
         "--trace",
         action="store_true",
         help="log the video path at DEBUG and list each freeze over 500 ms with its log",
@@ -390,6 +405,7 @@ def main() -> int:
         cuts=args.cuts,
         seed=args.seed,
         trace=args.trace,
+        links=args.links,
     )
     if not args.json:
         for key, value in result.items():

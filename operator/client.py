@@ -30,6 +30,7 @@ from teledrive.operator.video_receive import (
 )
 from teledrive.shared import channels as ch
 from teledrive.shared import messages as m
+from teledrive.shared.bond import Bonding, install_bonding, offer_is_bonded
 from teledrive.shared.clock_sync import ClockSync
 from teledrive.shared.errors import LinkError
 from teledrive.shared.handshake_resend import HandshakeResender, install_handshake_resender
@@ -218,6 +219,8 @@ class OperatorClient:
         self._connect_in_flight_s: float | None = None
         self._session_opened_s: float | None = None
         self._handshake: HandshakeResender | None = None
+        self.bonding: Bonding | None = None
+        """The current session's bonding, when the vehicle's offer asked for it."""
         self._waiting_for: str | None = None
         self._seq = 0
         self._drive_start_s: float | None = None
@@ -394,6 +397,8 @@ class OperatorClient:
         self.channels.drive.raw.on("open", self.connected.set)
         await pc.setLocalDescription(await pc.createAnswer())
         self._handshake = install_handshake_resender(pc, rtt_ms=self.clock_sync.rtt_ms)
+        # A vehicle on two modems offers both addresses and asks for every datagram on each.
+        self.bonding = install_bonding(pc, every_address=True) if offer_is_bonded(sdp) else None
         await self.signaling.send(m.Answer(session=session_id, sdp=pc.localDescription.sdp))
         self.stats.sessions += 1
 

@@ -118,6 +118,18 @@ class SafetySection(_Section, frozen=True, kw_only=True):
     decel_mps2: Annotated[float, msgspec.Meta(gt=0.0, le=10.0)] = 1.5
 
 
+class LinkSection(_Section, frozen=True, kw_only=True):
+    """``[link]``: how the vehicle uses its network links.
+
+    Attributes:
+        bond: send every datagram of a session over each network interface (one per
+            cellular modem), and ask the operator to send to each of the vehicle's addresses:
+            a loss then needs every link at once (``shared/bond.py``).
+    """
+
+    bond: bool = False
+
+
 def default_route() -> list[tuple[float, float]]:
     """The built-in demo route: a 24 m x 12 m loop with 3 m corner arcs (about 67 m).
 
@@ -174,6 +186,7 @@ class VehicleConfig(_Section, frozen=True, kw_only=True):
         msgspec.field(default_factory=lambda: [CameraSection(name="front")])
     )
     safety: SafetySection = SafetySection()
+    link: LinkSection = LinkSection()
     sim: SimSection | None = None
 
     def __post_init__(self) -> None:

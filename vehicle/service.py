@@ -316,7 +316,10 @@ class VehicleService:
                 start_bps=self._video_memory.start_bps(now_ms),
             )
             session.open_channels(self._on_data, self._on_data_error, current=lambda: self.session)
-            return session, await session.create_offer(rtt_ms=self.clock_sync.rtt_ms)
+            offer = await session.create_offer(
+                rtt_ms=self.clock_sync.rtt_ms, bond=self.config.link.bond
+            )
+            return session, offer
         except BaseException:
             self._closer.close(session)  # failed or cancelled half-way: nobody else has it
             raise

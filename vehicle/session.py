@@ -17,6 +17,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from teledrive.shared import channels as ch
 from teledrive.shared import messages as m
+from teledrive.shared.bond import Bonding, install_bonding, mark_offer
 from teledrive.shared.handshake_resend import HandshakeResender, install_handshake_resender
 from teledrive.vehicle.camera import Camera
 from teledrive.vehicle.retransmit_guard import RetransmitBudget, install_retransmit_guard
@@ -55,6 +56,8 @@ class Session:
         self.redialled = False
         self.handshake: HandshakeResender | None = None
         """Re-sends unanswered handshake datagrams until DTLS connects (see create_offer)."""
+        self.bonding: Bonding | None = None
+        """Copies every datagram over the vehicle's other interface (``[link] bond``)."""
         self.retransmits: dict[str, RetransmitBudget] = {}
         """Per camera: which requested video retransmissions were sent (see add_cameras)."""
 
@@ -126,16 +129,23 @@ class Session:
 
         self.channels = ch.open_channels(self.pc, bound_data, bound_error)
 
-    async def create_offer(self, *, rtt_ms: float | None = None) -> str:
+    async def create_offer(self, *, rtt_ms: float | None = None, bond: bool = False) -> str:
         """Sets the local description to a new offer and returns its SDP.
 
         Args:
             rtt_ms: the last round trip to an operator, if known: the handshakes that follow
                 re-send what is unanswered after about one and a half of it.
+            bond: send every datagram over each network interface (one per modem), and ask
+                the operator, in the offer, to send to each of the vehicle's addresses
+                (:mod:`teledrive.shared.bond`).
         """
         await self.pc.setLocalDescription(await self.pc.createOffer())
         self.handshake = install_handshake_resender(self.pc, rtt_ms=rtt_ms)
-        return str(self.pc.localDescription.sdp)
+        sdp = str(self.pc.localDescription.sdp)
+        if not bond:
+            return sdp
+        self.bonding = install_bonding(self.pc, every_interface=True)
+        return mark_offer(sdp)
 
     async def accept_answer(self, sdp: str) -> None:
         """Sets the operator's answer as the remote description."""

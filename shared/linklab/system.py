@@ -69,6 +69,9 @@ source = "synthetic"
 width = 640
 height = 480
 fps = 30
+
+[link]
+bond = {bond}
 """
 
 
@@ -128,6 +131,8 @@ class LabSystem:
         prefix: namespace prefix (tests use their own, see ``LinkLab``).
         motor_url: the vehicle's motor controller (``sim://`` or a pty path).
         python: interpreter for the three processes.
+        links: the vehicle's links (modems), each impaired by the profile on its own; with
+            two the vehicle bonds them (``[link] bond``, ``shared/bond.py``).
     """
 
     def __init__(
@@ -138,8 +143,9 @@ class LabSystem:
         prefix: str = "tdlab",
         motor_url: str = "sim://",
         python: str = sys.executable,
+        links: int = 1,
     ) -> None:
-        self.lab = LinkLab(profile, seed=seed, prefix=prefix, python=python)
+        self.lab = LinkLab(profile, seed=seed, prefix=prefix, python=python, links=links)
         self._motor_url = motor_url
         self._python = python
         self._cond = threading.Condition()
@@ -150,6 +156,7 @@ class LabSystem:
         self.operator_log: list[LogLine] = []
         self.cuts: list[Cut] = []
         self.hub_starts: list[float] = []
+        self._links_lost: dict[int, list[tuple[float, float]]] = {}
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.hub: subprocess.Popen[str] | None = None
         self.vehicle: subprocess.Popen[str] | None = None
@@ -188,7 +195,10 @@ class LabSystem:
             config = Path(self._tmp.name) / "vehicle.toml"
             config.write_text(
                 VEHICLE_TOML.format(
-                    vehicle_id=VEHICLE_ID, hub_url=self.hub_url, motor_url=self._motor_url
+                    vehicle_id=VEHICLE_ID,
+                    hub_url=self.hub_url,
+                    motor_url=self._motor_url,
+                    bond=str(self.lab.links > 1).lower(),
                 )
             )
             self.vehicle = self.lab.run_in(
@@ -368,13 +378,22 @@ class LabSystem:
             return sum(1 for event in self.events if event["ev"] == "offer")
 
     def cut(self, duration_s: float) -> Cut:
-        """Cuts the link both ways for ``duration_s``, now."""
+        """Cuts every link both ways for ``duration_s``, now."""
         sessions = self.sessions()
         start_ms = now_ms()
         self.lab.cut(duration_s)
         cut = Cut(start_ms, start_ms + duration_s * 1000.0, sessions)
         self.cuts.append(cut)
         return cut
+
+    def lose_link(self, link: int, duration_s: float) -> None:
+        """Cuts one of the vehicle's links both ways for ``duration_s``, now.
+
+        Not an outage: the vehicle's other link carries on, so gaps during it are measured.
+        """
+        start_ms = now_ms()
+        self.lab.cut(duration_s, link=link)
+        self._links_lost.setdefault(link, []).append((start_ms, start_ms + duration_s * 1000.0))
 
     def summary(self) -> dict[str, Any]:
         """The probe's figures now (it prints a summary on request)."""
@@ -505,9 +524,7 @@ class LabSystem:
         stats = stats if stats is not None else self.lab.stats()
         profile = self.lab.profile
         fades = [
-            (float(start), float(end))
-            for direction in ("uplink", "downlink")
-            for start, end in stats[direction]["fades"]
+            fade for direction in ("uplink", "downlink") for fade in self._fades(stats, direction)
         ]
         lookback_ms = max(
             profile.uplink.delay_ms + profile.uplink.jitter_ms,
@@ -520,6 +537,22 @@ class LabSystem:
             lookback_ms=lookback_ms,
         )
 
+    def _fades(self, stats: dict[str, Any], direction: str) -> list[tuple[float, float]]:
+        """A direction's fades; with bonded links, the times every link was down at once.
+
+        A link is down in its fades and while :meth:`lose_link` has it cut.
+        """
+
+        def down(link: int, fades: list[Any]) -> list[tuple[float, float]]:
+            intervals = [(float(start), float(end)) for start, end in fades]
+            return merged([*intervals, *self._links_lost.get(link, [])])
+
+        common = down(1, stats[direction]["fades"])
+        for link in range(2, self.lab.links + 1):
+            other = down(link, self.lab.stats_of(link)[direction]["fades"])
+            common = fades_in_common(common, other)
+        return common
+
     def registrations(self, since_ms: float) -> list[tuple[str, str]]:
         """``(role, id)`` registered at the hub after ``since_ms`` (from the hub's log)."""
         found = []
@@ -528,6 +561,39 @@ class LabSystem:
             if match:
                 found.append((match.group(1), match.group(2)))
         return found
+
+
+def merged(intervals: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """``(start, end)`` intervals sorted, with overlapping ones joined."""
+    joined: list[tuple[float, float]] = []
+    for start, end in sorted(intervals):
+        if joined and start <= joined[-1][1]:
+            joined[-1] = (joined[-1][0], max(joined[-1][1], end))
+        else:
+            joined.append((start, end))
+    return joined
+
+
+def fades_in_common(
+    first: Sequence[tuple[float, float]], second: Sequence[tuple[float, float]]
+) -> list[tuple[float, float]]:
+    """The times inside a fade of both lists (``(start_ms, end_ms)``, each ascending, disjoint).
+
+    Two bonded links lose a datagram only when both are faded, so only these times excuse a
+    freeze.
+    """
+    common: list[tuple[float, float]] = []
+    i = j = 0
+    while i < len(first) and j < len(second):
+        start = max(first[i][0], second[j][0])
+        end = min(first[i][1], second[j][1])
+        if start < end:
+            common.append((start, end))
+        if first[i][1] < second[j][1]:
+            i += 1
+        else:
+            j += 1
+    return common
 
 
 def longest_gap_ms(

@@ -5,8 +5,10 @@ from __future__ import annotations
 from teledrive.shared.linklab.system import (
     Cut,
     Gap,
+    fades_in_common,
     frame_gaps,
     longest_gap_ms,
+    merged,
 )
 
 
@@ -75,3 +77,17 @@ def test_every_gap_is_listed_in_time_order_cuts_left_out() -> None:
     assert gaps[1] == Gap(start_ms=33.0, length_ms=500.0, beyond_fades_ms=300.0)
     assert [gap.start_ms for gap in gaps] == [0.0, 33.0, 533.0, 3566.0, 3600.0]
     assert frame_gaps([5.0], []) == []
+
+
+def test_two_bonded_links_are_down_only_where_both_are() -> None:
+    first = [(0.0, 100.0), (200.0, 300.0), (1000.0, 1050.0)]
+    second = [(50.0, 250.0), (280.0, 290.0), (2000.0, 2100.0)]
+    assert fades_in_common(first, second) == [(50.0, 100.0), (200.0, 250.0), (280.0, 290.0)]
+    assert fades_in_common(first, []) == []
+
+
+def test_a_links_fades_and_its_cuts_join_into_one_list() -> None:
+    assert merged([(200.0, 300.0), (0.0, 100.0), (250.0, 400.0), (400.0, 450.0)]) == [
+        (0.0, 100.0),
+        (200.0, 450.0),
+    ]
