@@ -36,6 +36,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from aioice.ice import get_host_addresses
+
 from teledrive.shared.errors import TeledriveError
 
 logger = logging.getLogger(__name__)
@@ -74,6 +76,18 @@ def offer_is_bonded(sdp: str) -> bool:
         if line.strip() == BOND_ATTRIBUTE:
             return True
     return False
+
+
+def local_addresses(remote_host: str | None) -> list[str]:
+    """This host's addresses in the family of ``remote_host``: one per interface (modem).
+
+    aioice's list, the one ICE gathers its host candidates from (loopback left out). A host
+    name counts as IPv4. The vehicle dials the hub from each of them at once
+    (:class:`~teledrive.shared.signaling.SignalingClient`'s ``source_addresses``), so its
+    signaling, too, gets through while one modem is down.
+    """
+    ipv6 = remote_host is not None and _is_ipv6(remote_host)
+    return get_host_addresses(use_ipv4=not ipv6, use_ipv6=ipv6)
 
 
 def worth_copying(datagram: bytes) -> bool:

@@ -206,6 +206,11 @@ class SignalingClient:
             :mod:`~teledrive.shared.tail_probe`); empty for none.
         connect: opens the websocket, called as ``connect(url, **options)`` like
             :func:`websockets.asyncio.client.connect`.
+        source_addresses: the local addresses to dial from, asked before each dial. With two
+            or more, each dial opens one connection from each at once (a vehicle on two
+            modems: whichever link works) and keeps the one the hub registered; the others
+            carry the same ``Register.dial``, so the hub refuses them. None or fewer than
+            two: the system picks the source.
         rng: random source of the backoff jitter.
         clock: monotonic seconds, to measure how long a connection stayed registered.
 
@@ -228,6 +233,7 @@ class SignalingClient:
         ping_timeout_s: float = 3.0,
         tail_probes_ms: Sequence[float] = TAIL_PROBE_DELAYS_MS,
         connect: Connector = connect,
+        source_addresses: Callable[[], Sequence[str]] | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -247,6 +253,7 @@ class SignalingClient:
         self._tail_probes_ms = check_delays(tail_probes_ms, where=f"signaling {url}")
         self._probes: TailProber | None = None
         self._connect = connect
+        self._source_addresses = source_addresses
         self._clock = clock
         self._registered_at_s = 0.0
         self._ws: ClientConnection | None = None
@@ -514,9 +521,52 @@ class SignalingClient:
             header = encode_register_header(register)
         if header is not None:
             options["additional_headers"] = {REGISTER_HEADER: header}
-        ws = await self._connect(self._url, **options)
+        ws = await self._connect_from_any(options)
         self._carried[ws] = register
         return ws
+
+    async def _connect_from_any(self, options: dict[str, Any]) -> ClientConnection:
+        """Opens the connection, from each source address at once when there are several."""
+        sources = list(self._source_addresses()) if self._source_addresses is not None else []
+        if len(sources) < 2:
+            return await self._connect(self._url, **options)
+        attempts = {
+            asyncio.ensure_future(self._connect(self._url, local_addr=(source, 0), **options)): (
+                source
+            )
+            for source in sources
+        }
+        pending = set(attempts)
+        opened: list[ClientConnection] = []
+        error: BaseException | None = None
+        try:
+            # Until one opens that the hub did not refuse as a duplicate of this dial (the
+            # hub registers one of them; a hub that ignores the header refuses none).
+            while pending and not any(_hub_verdict(ws) != DUPLICATE for ws in opened):
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for attempt in done:
+                    if attempt.exception() is not None:
+                        error = attempt.exception()
+                    else:
+                        opened.append(attempt.result())
+                        logger.debug("signaling %s: opened from %s", self._url, attempts[attempt])
+        finally:
+            for attempt in pending:
+                attempt.cancel()
+            for outcome in await asyncio.gather(*pending, return_exceptions=True):
+                if isinstance(outcome, ClientConnection):  # it opened as it was cancelled
+                    outcome.transport.abort()
+        if not opened:
+            raise (
+                error
+                if isinstance(error, Exception)
+                else LinkError(f"signaling {self._url}: no source connected")
+            )
+        # The registered one, else a refused one (the caller counts the duplicate).
+        opened.sort(key=lambda ws: _hub_verdict(ws) == DUPLICATE)
+        for unused in opened[1:]:
+            unused.transport.abort()
+        return opened[0]
 
     def _current_register(self) -> Register:
         return self._register if isinstance(self._register, Register) else self._register()

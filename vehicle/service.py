@@ -12,12 +12,14 @@ import asyncio
 import contextlib
 import logging
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import Callable
 from typing import TypeVar
 
 from teledrive.shared import channels as ch
 from teledrive.shared import messages as m
+from teledrive.shared.bond import local_addresses
 from teledrive.shared.clock_sync import ClockSync
 from teledrive.shared.config import (
     WORLD_CAMERA_SOURCE,
@@ -159,11 +161,14 @@ class VehicleService:
             if cameras is not None
             else [make_camera(c, world=self.sim_world) for c in config.cameras]
         )
+        hub_host = urllib.parse.urlsplit(config.vehicle.hub_url).hostname
         self.signaling = SignalingClient(
             config.vehicle.hub_url,
             self._registration,
             on_message=self._on_signal,
             on_connected=self._on_registered,
+            # Bonded: dial the hub from every modem at once, so a dead one does not strand it.
+            source_addresses=(lambda: local_addresses(hub_host)) if config.link.bond else None,
         )
         self.session: Session | None = None
         self.errors = 0

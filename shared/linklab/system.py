@@ -415,9 +415,15 @@ class LabSystem:
 
     def first_frame_after(self, cut: Cut) -> dict[str, Any] | None:
         """The first frame of a new session after the link returned."""
+        return self.first_frame_of_a_new_session(cut.end_ms, cut.sessions_before)
+
+    def first_frame_of_a_new_session(
+        self, since_ms: float, sessions_before: int
+    ) -> dict[str, Any] | None:
+        """The first frame after ``since_ms`` of a session after the first ``sessions_before``."""
         with self._cond:
-            for event in self._events_of("frame", cut.end_ms):
-                if event["session"] > cut.sessions_before:
+            for event in self._events_of("frame", since_ms):
+                if event["session"] > sessions_before:
                     return event
         return None
 

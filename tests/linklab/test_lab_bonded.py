@@ -8,9 +8,11 @@ time (README). And either modem can drop out for a moment without losing the com
 freeze beyond the other link's fades, or a new session.
 Needs root; skips otherwise.
 
-The signaling websocket rides the first link only: the hub drops a vehicle whose pings go
-unanswered for 3 s, which ends its session. So the first link is cut here for 1 s, within
-that, and the second for 3 s.
+The signaling websocket rides one link at a time: the vehicle dials the hub from both modems
+and keeps the connection the hub registered. The hub drops a vehicle whose pings go unanswered
+for 3 s, which ends its session. So the link without the websocket is cut for 3 s and the one
+with it for 1 s where no new session may start, and each for 8 s to show that a dead modem
+does not strand the vehicle.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from lab_checks import FREEZE_MS, video_flows
+from lab_checks import FPS, FREEZE_MS, video_flows
 
 from teledrive.shared.linklab import unavailable_reason
 from teledrive.shared.linklab.system import LabSystem, now_ms
@@ -32,6 +34,7 @@ pytestmark = [
 
 PREFIX = "tdbond"
 WINDOW_S = 10.0
+DEAD_MODEM_S = 8.0
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +57,22 @@ def test_video_holds_the_freeze_bound_on_two_bonded_links(system: LabSystem) -> 
     video_flows(system, WINDOW_S, freeze_bound_ms=FREEZE_MS, beyond_fades=True)
 
 
-@pytest.mark.parametrize(("link", "seconds"), [(2, 3.0), (1, 1.0)])
-def test_losing_one_modem_freezes_nothing(system: LabSystem, link: int, seconds: float) -> None:
+def signaling_link(system: LabSystem) -> int:
+    """The link the vehicle's websocket to the hub rides (the hub logs where it came from)."""
+    lines = system.log_lines("hub", 0.0, containing=("vehicle 'lab-van' registered from",))
+    assert lines, "the hub has not registered the vehicle"
+    address = lines[-1].text.rsplit(" from ", 1)[1].split(":")[0]
+    return system.lab.vehicle_addrs().index(address) + 1
+
+
+@pytest.mark.parametrize(("carries_signaling", "seconds"), [(False, 3.0), (True, 1.0)])
+def test_losing_one_modem_freezes_nothing(
+    system: LabSystem, carries_signaling: bool, seconds: float
+) -> None:
     system.wait_driving(since_ms=now_ms())
+    link = signaling_link(system)
+    if not carries_signaling:
+        link = 3 - link
     sessions = system.sessions()
     start_ms = now_ms()
     system.lose_link(link, seconds)
@@ -69,3 +85,20 @@ def test_losing_one_modem_freezes_nothing(system: LabSystem, link: int, seconds:
     assert system.sessions() == sessions
     freeze_ms = system.longest_freeze_beyond_fades_ms(start_ms, end_ms)
     assert freeze_ms <= FREEZE_MS, f"video froze for {freeze_ms:.0f} ms with link {link} down"
+
+
+@pytest.mark.parametrize("link", [1, 2])
+def test_a_dead_modem_does_not_strand_the_vehicle(system: LabSystem, link: int) -> None:
+    system.wait_driving(since_ms=now_ms())
+    start_ms = now_ms()
+    system.lose_link(link, DEAD_MODEM_S)
+    # If the hub's websocket rode that link, the hub drops the vehicle after 3 s without a
+    # pong, which ends the session, and the vehicle dials again from both modems: a new
+    # session then runs on the other modem while this one is still down. Either way the
+    # operator sees the vehicle again before the modem comes back.
+    system.hold(DEAD_MODEM_S)
+    last_s = 2.0
+    frames = system.frame_times(start_ms + (DEAD_MODEM_S - last_s) * 1000.0, now_ms())
+    assert len(frames) >= 0.5 * FPS * last_s, f"{len(frames)} frames in the cut's last {last_s} s"
+    system.wait_driving(timeout_s=30.0, since_ms=now_ms())
+    assert system.summary()["stale_commands_applied"] == 0

@@ -332,3 +332,64 @@ async def test_a_connection_replaced_by_its_own_dial_is_not_a_duplicate_id(
         if "duplicate id" in r.getMessage() or "this client's re-dial" in r.getMessage()
     ]
     assert verdicts == ([(logging.INFO, False)] if own else [(logging.WARNING, True)])
+
+
+MODEM_1, MODEM_2 = "127.0.0.1", "127.0.0.2"  # two source addresses on loopback
+
+
+async def test_a_client_on_two_modems_registers_over_the_one_that_works(
+    hub: Hub, clients: list[Running]
+) -> None:
+    dead_dial_cancelled = asyncio.Event()
+
+    async def modem_2_is_dead(url: str, **options: Any) -> ClientConnection:
+        if options["local_addr"][0] == MODEM_2:
+            try:
+                await asyncio.Event().wait()  # its SYN goes nowhere
+            finally:
+                dead_dial_cancelled.set()
+        return await connect(url, **options)
+
+    vehicle = start(
+        clients,
+        url_of(hub),
+        "vehicle",
+        "v1",
+        connect=modem_2_is_dead,
+        source_addresses=lambda: [MODEM_2, MODEM_1],
+    )
+    registered = await vehicle.client.wait_registered(WAIT_S)
+    assert registered.id == "v1"
+    async with asyncio.timeout(WAIT_S):
+        await dead_dial_cancelled.wait()  # the dial from the dead modem is not left behind
+    await vehicle.client.send(ListVehicles())  # the connection from modem 1 carries traffic
+    await hub.wait_stats(lambda s: s["bad_messages"] == 1, WAIT_S)
+    assert hub.stats()["registrations"] == 1
+
+
+async def test_dials_from_two_working_modems_register_once(
+    hub: Hub, clients: list[Running]
+) -> None:
+    sources: list[str] = []
+
+    async def recording(url: str, **options: Any) -> ClientConnection:
+        sources.append(options["local_addr"][0])
+        return await connect(url, **options)
+
+    vehicle = start(
+        clients,
+        url_of(hub),
+        "vehicle",
+        "v1",
+        connect=recording,
+        source_addresses=lambda: [MODEM_1, MODEM_2],
+    )
+    await vehicle.client.wait_registered(WAIT_S)
+    assert sorted(sources) == [MODEM_1, MODEM_2]
+    # Both carried one dial: the hub registered one and refused the other, which therefore
+    # replaced nothing, and the client kept the registered one.
+    await vehicle.client.send(ListVehicles())
+    await hub.wait_stats(lambda s: s["bad_messages"] == 1, WAIT_S)
+    stats = hub.stats()
+    assert (stats["registrations"], stats["replaced"], stats["vehicles"]) == (1, 0, 1)
+    assert vehicle.client.stats.registrations == 1
