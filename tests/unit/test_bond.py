@@ -17,6 +17,7 @@ from teledrive.shared.bond import (
     Bonding,
     extra_paths,
     install_bonding,
+    local_addresses,
     mark_offer,
     offer_is_bonded,
     worth_copying,
@@ -73,6 +74,13 @@ def test_the_offer_mark_is_read_at_session_level_only() -> None:
     assert not offer_is_bonded(sdp + BOND_ATTRIBUTE + "\r\n")  # inside a media section
     with pytest.raises(ValueError, match="t= line"):
         mark_offer("v=0\r\n")
+
+
+def test_the_hub_is_dialled_from_addresses_of_its_own_family() -> None:
+    for host in ("10.201.0.2", "hub.example.com", None):
+        assert all(":" not in address for address in local_addresses(host))
+    assert all(":" in address for address in local_addresses("fd00::1"))
+    assert "127.0.0.1" not in local_addresses("10.201.0.2")  # loopback is no modem
 
 
 def test_only_dtls_and_srtp_are_copied() -> None:
