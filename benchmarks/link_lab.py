@@ -339,7 +339,10 @@ def run(
             direction: link[direction]["dropped"] for direction in ("uplink", "downlink")
         },
         "links": links,
-        "bonded_sessions": len(lab.log_lines("vehicle", 0.0, containing=("bonding:",))),
+        "bonded_sessions": sum(
+            "none (no other path)" not in line.text
+            for line in lab.log_lines("vehicle", 0.0, containing=("bonding:",))
+        ),
         "longest_fade_ms": {
             direction: _r(link[direction]["longest_fade_ms"])
             for direction in ("uplink", "downlink")

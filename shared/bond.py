@@ -13,8 +13,14 @@ nominated a pair, each datagram it sends on that pair also goes over the *extra 
 
 - from each other local interface to the same remote address (``every_interface``: the
   vehicle, whose second interface is its second modem), and
-- from the nominated socket to each other address the peer offered (``every_address``: the
-  operator, whose copies then reach the vehicle over its second modem).
+- from the nominated socket to each other address the peer offered, of the nominated
+  candidate's type (``every_address``: the operator, whose copies then reach the vehicle over
+  its second modem).
+
+One extra path by default (:data:`MAX_EXTRA_PATHS`: two modems). ``every_interface`` takes
+the host's interfaces in aioice's order, so a vehicle that bonds is one whose interfaces are
+its modems (the lab's is); a vehicle with other interfaces (Wi-Fi, a container bridge) would
+need them named, which is not built.
 
 Only DTLS and SRTP/SRTCP datagrams are copied (RFC 7983's first-byte ranges), never STUN: a
 binding request from an unknown address would start new ICE checks at the peer. Consent
@@ -196,8 +202,8 @@ class Bonding:
             self.stats.not_copied += 1
             return
         for protocol, address, name in paths:
-            transport = getattr(protocol, "transport", None)
-            if transport is None:  # that socket is closed
+            transport = protocol.transport
+            if transport.is_closing():  # that socket is closed
                 continue
             transport.sendto(data, address)
             self.stats.copies[name] = self.stats.copies.get(name, 0) + 1
@@ -207,11 +213,19 @@ class Bonding:
         pair = connection._nominated.get(component)
         if pair is None:
             return []
-        protocols = [p for p in connection._protocols if p.local_candidate.component == component]
+        # Host sockets only (one per interface; a TURN relay is no modem), and only remote
+        # candidates of the nominated one's type: behind a carrier's NAT (srflx nominated) a
+        # vehicle's host address is private, and a copy sent there could reach another host.
+        protocols = [
+            p
+            for p in connection._protocols
+            if p.local_candidate.component == component and p.local_candidate.type == "host"
+        ]
+        remote_type = pair.remote_candidate.type
         remotes = [
             (c.host, c.port)
             for c in connection._remote_candidates
-            if c.component == component and c.type in ("host", "srflx")
+            if c.component == component and c.type == remote_type
         ]
         key = (id(pair), tuple(id(p) for p in protocols), tuple(remotes))
         cached = self._plans.get(component)

@@ -123,7 +123,7 @@ class LinkSection(_Section, frozen=True, kw_only=True):
 
     Attributes:
         bond: send every datagram of a session over each network interface (one per
-            cellular modem), and ask the operator to send to each of the vehicle's addresses:
+            cellular modem), and ask the operator to send to the vehicle's other address too:
             a loss then needs every link at once (``shared/bond.py``).
     """
 

@@ -145,7 +145,9 @@ class ResendPlan:
     early_copy_ms: float | None = EARLY_COPY_MS
     stats: ResendStats = field(default_factory=ResendStats)
     _pending: dict[tuple[str, object], list[tuple[Address, _Pending]]] = field(default_factory=dict)
-    _seen: dict[Address, dict[tuple[object, ...], None]] = field(default_factory=dict)
+    _seen: dict[tuple[Address, object], dict[tuple[object, ...], None]] = field(
+        default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         if not self.resend_after_ms > 0.0 or self.copies < 0:
@@ -178,8 +180,14 @@ class ResendPlan:
         del pending[:-MAX_PENDING]
         return True
 
-    def on_received(self, addr: Address, data: bytes, now_ms: float) -> list[tuple[Address, bytes]]:
+    def on_received(
+        self, addr: Address, data: bytes, now_ms: float, *, via: object = None
+    ) -> list[tuple[Address, bytes]]:
         """A datagram came from ``addr``: it may answer some of what was sent.
+
+        ``via`` names the local socket it came in on. A repeat counts only on one socket: a
+        bonded peer (``shared/bond.py``) sends each datagram to each of this host's addresses,
+        and the copy on the other socket repeats nothing.
 
         Returns:
             What to send again now: the DTLS pending for ``addr`` when the datagram repeats a
@@ -188,12 +196,14 @@ class ResendPlan:
         key = handshake_key(addr, data, sent=False)
         if key is None:
             return []
-        if key[0] == "dtls" and self._repeats(addr, data):
+        if key[0] == "dtls" and self._repeats((addr, via), data):
             self.stats.repeats_received += 1
             log.debug(
                 "handshake: %d B of DTLS from %s:%d repeat what came before", len(data), *addr
             )
             return self._resend_now(key, now_ms)
+        if key[0] == "dtls" and self._came_on_another_socket(addr, via, data):
+            return []  # a bonded peer's copy: neither a repeat nor an answer
         if self._pending.pop(key, None) is not None:
             self.stats.received += 1
             log.debug(
@@ -201,11 +211,22 @@ class ResendPlan:
             )
         return []
 
-    def _repeats(self, addr: Address, data: bytes) -> bool:
-        """Whether every record of a DTLS datagram came from ``addr`` before (remembers them)."""
+    def _came_on_another_socket(self, addr: Address, via: object, data: bytes) -> bool:
+        """Whether every record of a DTLS datagram came from ``addr`` on another socket."""
         records = dtls_records(data)
-        seen = self._seen.pop(addr, {})  # re-inserted last: the oldest address comes first
-        self._seen[addr] = seen
+        return bool(records) and any(
+            source[0] == addr and source[1] != via and all(r in seen for r in records)
+            for source, seen in self._seen.items()
+        )
+
+    def _repeats(self, source: tuple[Address, object], data: bytes) -> bool:
+        """Whether every record of a DTLS datagram came from ``source`` before (remembers them).
+
+        ``source``: the peer's address and the local socket it came in on.
+        """
+        records = dtls_records(data)
+        seen = self._seen.pop(source, {})  # re-inserted last: the oldest source comes first
+        self._seen[source] = seen
         for old_addr in list(self._seen)[: max(0, len(self._seen) - MAX_SEEN_ADDRESSES)]:
             del self._seen[old_addr]
         repeat = bool(records) and all(record in seen for record in records)
@@ -313,8 +334,12 @@ class HandshakeResender:
             protocol.transport = _ResendingTransport(inner, functools.partial(self._sent, inner))
             received = protocol.datagram_received
 
-            def on_datagram(data: Any, addr: Any, received: Any = received) -> None:
-                again = self.plan.on_received((addr[0], addr[1]), bytes(data), self._now_ms())
+            def on_datagram(
+                data: Any, addr: Any, received: Any = received, via: int = id(protocol)
+            ) -> None:
+                again = self.plan.on_received(
+                    (addr[0], addr[1]), bytes(data), self._now_ms(), via=via
+                )
                 received(data, addr)
                 if again:
                     self._send_all(again)

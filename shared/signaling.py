@@ -538,33 +538,36 @@ class SignalingClient:
         }
         pending = set(attempts)
         opened: list[ClientConnection] = []
-        error: BaseException | None = None
+        failures: dict[str, BaseException] = {}
         try:
             # Until one opens that the hub did not refuse as a duplicate of this dial (the
             # hub registers one of them; a hub that ignores the header refuses none).
-            while pending and not any(_hub_verdict(ws) != DUPLICATE for ws in opened):
+            while pending and all(_hub_verdict(ws) == DUPLICATE for ws in opened):
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 for attempt in done:
-                    if attempt.exception() is not None:
-                        error = attempt.exception()
+                    error = attempt.exception()
+                    if error is not None:
+                        failures[attempts[attempt]] = error
+                        logger.debug(
+                            "signaling %s: from %s: %s", self._url, attempts[attempt], error
+                        )
                     else:
                         opened.append(attempt.result())
-                        logger.debug("signaling %s: opened from %s", self._url, attempts[attempt])
+        except BaseException:
+            for ws in opened:  # cancelled or failed: leave no registered connection open
+                ws.transport.abort()
+            raise
         finally:
-            for attempt in pending:
+            for attempt in pending:  # a dial still going (a dead modem's): stop it unawaited
                 attempt.cancel()
-            for outcome in await asyncio.gather(*pending, return_exceptions=True):
-                if isinstance(outcome, ClientConnection):  # it opened as it was cancelled
-                    outcome.transport.abort()
+                attempt.add_done_callback(_abort_if_opened)
         if not opened:
-            raise (
-                error
-                if isinstance(error, Exception)
-                else LinkError(f"signaling {self._url}: no source connected")
-            )
-        # The registered one, else a refused one (the caller counts the duplicate).
+            listed = "; ".join(f"from {source}: {error}" for source, error in failures.items())
+            raise LinkError(f"signaling {self._url}: cannot connect: {listed}")
+        # The registered one, else a refused one (the caller counts that duplicate).
         opened.sort(key=lambda ws: _hub_verdict(ws) == DUPLICATE)
         for unused in opened[1:]:
+            self._stats.duplicate_dials += _hub_verdict(unused) == DUPLICATE
             unused.transport.abort()
         return opened[0]
 
@@ -694,6 +697,12 @@ class SignalingClient:
             # A faulty callback must not take the hub link down; it is logged and counted.
             self._stats.callback_errors += 1
             logger.exception("signaling %s: callback %r failed", self._url, callback)
+
+
+def _abort_if_opened(attempt: asyncio.Future[ClientConnection]) -> None:
+    """Done-callback of a cancelled dial: a connection that opened anyway is dropped."""
+    if not attempt.cancelled() and attempt.exception() is None:
+        attempt.result().transport.abort()
 
 
 def _hub_verdict(ws: ClientConnection) -> str | None:

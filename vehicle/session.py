@@ -136,7 +136,7 @@ class Session:
             rtt_ms: the last round trip to an operator, if known: the handshakes that follow
                 re-send what is unanswered after about one and a half of it.
             bond: send every datagram over each network interface (one per modem), and ask
-                the operator, in the offer, to send to each of the vehicle's addresses
+                the operator, in the offer, to send to the vehicle's other address too
                 (:mod:`teledrive.shared.bond`).
         """
         await self.pc.setLocalDescription(await self.pc.createOffer())

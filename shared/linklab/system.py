@@ -38,7 +38,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal, NamedTuple
 
-from teledrive.shared.errors import LinkError
+from teledrive.shared.errors import ConfigError, LinkError
 from teledrive.shared.linklab.netns import LinkLab
 from teledrive.shared.linklab.profiles import LinkProfile
 
@@ -390,7 +390,12 @@ class LabSystem:
         """Cuts one of the vehicle's links both ways for ``duration_s``, now.
 
         Not an outage: the vehicle's other link carries on, so gaps during it are measured.
+
+        Raises:
+            ConfigError: the lab has one link (cut it with :meth:`cut`: that is an outage).
         """
+        if self.lab.links < 2:
+            raise ConfigError("linklab system: lose_link needs two links; use cut() for one")
         start_ms = now_ms()
         self.lab.cut(duration_s, link=link)
         self._links_lost.setdefault(link, []).append((start_ms, start_ms + duration_s * 1000.0))

@@ -96,6 +96,10 @@ def test_only_dtls_and_srtp_are_copied() -> None:
 @dataclass
 class Socket:
     sent: list[tuple[bytes, tuple[str, int]]] = field(default_factory=list)
+    closed: bool = False
+
+    def is_closing(self) -> bool:
+        return self.closed
 
     def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
         self.sent.append((data, addr))
@@ -108,7 +112,7 @@ class Protocol:
 
     @property
     def local_candidate(self) -> Any:
-        return SimpleNamespace(host=self.host, component=1)
+        return SimpleNamespace(host=self.host, component=1, type="host")
 
 
 @dataclass
@@ -124,11 +128,14 @@ class Connection:
         pair.protocol.transport.sendto(data, pair.remote_addr)
 
     def nominate(self, protocol: Protocol, remote: tuple[str, int]) -> None:
-        self._nominated[1] = SimpleNamespace(protocol=protocol, remote_addr=remote)
+        candidate = next(c for c in self._remote_candidates if (c.host, c.port) == remote)
+        self._nominated[1] = SimpleNamespace(
+            protocol=protocol, remote_addr=remote, remote_candidate=candidate
+        )
 
 
-def remote(address: tuple[str, int]) -> Any:
-    return SimpleNamespace(host=address[0], port=address[1], component=1, type="host")
+def remote(address: tuple[str, int], kind: str = "host") -> Any:
+    return SimpleNamespace(host=address[0], port=address[1], component=1, type=kind)
 
 
 async def test_every_datagram_but_stun_also_leaves_by_the_other_modem() -> None:
@@ -200,3 +207,29 @@ async def test_two_real_peers_talk_through_bonded_sends() -> None:
     finally:
         await vehicle.close()
         await operator.close()
+
+
+async def test_an_operator_copies_only_to_addresses_like_the_nominated_one() -> None:
+    # Behind a carrier's NAT the vehicle's host addresses are private: with a server-reflexive
+    # pair nominated, a copy goes to the other modem's reflexive address, never to a host one.
+    socket = Protocol("10.201.0.3")
+    modem_1, modem_2 = ("198.51.100.7", 40001), ("203.0.113.9", 40002)
+    connection = Connection(
+        [socket],
+        [remote(("192.168.0.10", 50000)), remote(modem_1, "srflx"), remote(modem_2, "srflx")],
+    )
+    bonding = Bonding(connection, every_interface=False, every_address=True)
+    connection.nominate(socket, modem_1)
+    await connection.sendto(SRTP, 1)
+    assert socket.transport.sent == [(SRTP, modem_1), (SRTP, modem_2)]
+    assert list(bonding.stats.copies) == ["10.201.0.3 -> 203.0.113.9:40002"]
+
+
+async def test_a_closed_socket_gets_no_copy() -> None:
+    modem_1, modem_2 = Protocol("10.201.0.1"), Protocol("10.201.0.4")
+    connection = Connection([modem_1, modem_2], [remote(OPERATOR)])
+    Bonding(connection, every_interface=True, every_address=False)
+    connection.nominate(modem_1, OPERATOR)
+    modem_2.transport.closed = True
+    await connection.sendto(SRTP, 1)
+    assert modem_2.transport.sent == []

@@ -119,6 +119,21 @@ def test_a_flight_the_peer_repeats_sends_ours_again_at_once() -> None:
     assert again.due(1000.0) == []
 
 
+def test_a_bonded_peers_copy_on_the_other_socket_repeats_nothing() -> None:
+    # A bonded operator sends each datagram to both of the vehicle's addresses: the copy on the
+    # vehicle's second socket is no sign that the vehicle's own flight was lost.
+    plan = ResendPlan(resend_after_ms=300.0, copies=2)
+    client_hello = dtls_handshake(record_seq=0, message_seq=0)
+    server_flight = dtls_handshake(record_seq=0, message_seq=0, msg_type=2)
+    assert plan.on_received(PEER, client_hello, 0.0, via="modem 1") == []
+    plan.on_sent(PEER, server_flight, 5.0)
+    assert plan.on_received(PEER, client_hello, 30.0, via="modem 2") == []
+    assert plan.stats.repeats_received == 0
+    # The peer's own re-send comes to both sockets again: that is a repeat.
+    assert plan.on_received(PEER, client_hello, 130.0, via="modem 1") == [(PEER, server_flight)]
+    assert plan.stats.repeats_received == 1
+
+
 def test_repeats_arriving_together_spend_one_copy() -> None:
     plan = ResendPlan(resend_after_ms=300.0, copies=3)
     hello = dtls_handshake(record_seq=0, message_seq=0)

@@ -393,3 +393,25 @@ async def test_dials_from_two_working_modems_register_once(
     stats = hub.stats()
     assert (stats["registrations"], stats["replaced"], stats["vehicles"]) == (1, 0, 1)
     assert vehicle.client.stats.registrations == 1
+
+
+async def test_a_dial_from_two_dead_modems_fails_and_names_both(
+    hub: Hub, clients: list[Running], caplog: pytest.LogCaptureFixture
+) -> None:
+    async def both_dead(url: str, **options: Any) -> ClientConnection:
+        raise ConnectionRefusedError(f"no route from {options['local_addr'][0]}")
+
+    vehicle = start(
+        clients,
+        url_of(hub),
+        "vehicle",
+        "v1",
+        connect=both_dead,
+        source_addresses=lambda: [MODEM_1, MODEM_2],
+    )
+    with caplog.at_level(logging.DEBUG, logger="teledrive.shared.signaling"):
+        assert not await vehicle.client.redial(REDIAL_S)
+    text = next(r.getMessage() for r in caplog.records if "redial failed" in r.getMessage())
+    assert f"from {MODEM_1}: no route from {MODEM_1}" in text
+    assert f"from {MODEM_2}: no route from {MODEM_2}" in text
+    assert not vehicle.task.done()  # it keeps trying
