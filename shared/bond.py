@@ -45,6 +45,7 @@ from typing import Any
 from aioice.ice import get_host_addresses
 
 from teledrive.shared.errors import TeledriveError
+from teledrive.shared.handshake_resend import dtls_and_ice_connection
 
 logger = logging.getLogger(__name__)
 
@@ -281,15 +282,10 @@ def install_bonding(
     Raises:
         AiortcBondingError: aiortc's or aioice's private state is not as expected.
     """
-    dtls = None
-    for transceiver in pc.getTransceivers():
-        dtls = transceiver.sender.transport
-        break
-    if dtls is None and pc.sctp is not None:
-        dtls = pc.sctp.transport
-    if dtls is None:
+    found = dtls_and_ice_connection(pc)
+    if found is None:
         return None
-    connection = getattr(getattr(dtls, "transport", None), "_connection", None)
+    _dtls, connection = found
     if not all(
         hasattr(connection, name)
         for name in ("sendto", "_nominated", "_protocols", "_remote_candidates")

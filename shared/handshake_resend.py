@@ -449,6 +449,29 @@ def shorten_initial_rto(association: Any, rto_s: float = SCTP_INITIAL_RTO_S) -> 
     association._rto = min(float(current), rto_s)
 
 
+def dtls_and_ice_connection(pc: Any) -> tuple[Any, Any] | None:
+    """A peer connection's DTLS transport and the aioice connection under it.
+
+    The first transceiver's (or the data channels') DTLS transport: aiortc bundles every
+    media and the data channels over one. The connection is private state
+    (``RTCIceTransport._connection``), None when aiortc no longer keeps it there; callers check
+    the attributes they need.
+
+    Returns:
+        ``(RTCDtlsTransport, aioice Connection or None)``, or None when the peer connection
+        has no transport yet (before its first description).
+    """
+    dtls = None
+    for transceiver in pc.getTransceivers():
+        dtls = transceiver.sender.transport
+        break
+    if dtls is None and pc.sctp is not None:
+        dtls = pc.sctp.transport
+    if dtls is None:
+        return None
+    return dtls, getattr(getattr(dtls, "transport", None), "_connection", None)
+
+
 def install_handshake_resender(
     pc: Any,
     *,
@@ -477,15 +500,10 @@ def install_handshake_resender(
     Raises:
         AiortcTransportError: aiortc's or aioice's private state is not as expected.
     """
-    dtls = None
-    for transceiver in pc.getTransceivers():
-        dtls = transceiver.sender.transport
-        break
-    if dtls is None and pc.sctp is not None:
-        dtls = pc.sctp.transport
-    if dtls is None:
+    found = dtls_and_ice_connection(pc)
+    if found is None:
         return None
-    connection = getattr(getattr(dtls, "transport", None), "_connection", None)
+    dtls, connection = found
     protocols = getattr(connection, "_protocols", None)
     if not isinstance(protocols, list) or not all(
         hasattr(p, "transport") and hasattr(p, "datagram_received") for p in protocols
