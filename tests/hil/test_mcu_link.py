@@ -7,8 +7,10 @@ rig; where the rig can see the pins, the pins are checked too.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -142,7 +144,10 @@ def test_telemetry_rate_is_50_hz(rig: Rig, link: HostLink) -> None:
     got = link.frames(Telemetry, since=mark)[:frames]
     host_rate_hz = (frames - 1) / (got[-1].t_s - got[0].t_s)
     uptimes = [r.message.uptime_ms for r in got if isinstance(r.message, Telemetry)]
-    mcu_period_ms = (uptimes[-1] - uptimes[0]) / (frames - 1)
+    # The MCU's own cadence, frame to frame. The median, not the mean: a host too busy to run
+    # the Python model's thread on time delays one frame now and then (the model then resumes
+    # its rhythm without a burst; a mean over 50 frames read 21.4 ms once in a full local run).
+    mcu_period_ms = statistics.median(b - a for a, b in itertools.pairwise(uptimes))
     assert 45.0 <= host_rate_hz <= 55.0, host_rate_hz
     assert abs(mcu_period_ms - TELEMETRY_PERIOD_MS) <= 1.0, mcu_period_ms
 
