@@ -44,8 +44,7 @@ from typing import Any
 
 from aioice.ice import get_host_addresses
 
-from teledrive.shared.errors import TeledriveError
-from teledrive.shared.handshake_resend import dtls_and_ice_connection
+from teledrive.shared.handshake_resend import AiortcTransportError, dtls_and_ice_connection
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +54,6 @@ MAX_EXTRA_PATHS = 1
 """Extra paths per component by default: two modems, one extra copy of every datagram."""
 
 Address = tuple[str, int]
-
-
-class AiortcBondingError(TeledriveError, RuntimeError):
-    """aiortc's or aioice's private state is not what bonding relies on."""
 
 
 def mark_offer(sdp: str) -> str:
@@ -191,7 +186,8 @@ class Bonding:
         self._every_address = every_address
         self._max_extra = max_extra
         self._original: Callable[[bytes, int], Awaitable[None]] = connection.sendto
-        self._plans: dict[int, tuple[tuple[Any, ...], list[tuple[Any, Address, str]]]] = {}
+        # component -> (the nominated pair, socket and remote candidate counts, the paths)
+        self._plans: dict[int, tuple[Any, tuple[int, int], list[tuple[Any, Address, str]]]] = {}
         self.stats = BondStats()
         connection.sendto = self.sendto
 
@@ -214,6 +210,12 @@ class Bonding:
         pair = connection._nominated.get(component)
         if pair is None:
             return []
+        # Once per datagram, so only a cheap look: aioice adds sockets and remote candidates
+        # and never changes them, and a new nomination is a new pair.
+        sizes = (len(connection._protocols), len(connection._remote_candidates))
+        cached = self._plans.get(component)
+        if cached is not None and cached[0] is pair and cached[1] == sizes:
+            return cached[2]
         # Host sockets only (one per interface; a TURN relay is no modem), and only remote
         # candidates of the nominated one's type: behind a carrier's NAT (srflx nominated) a
         # vehicle's host address is private, and a copy sent there could reach another host.
@@ -228,10 +230,6 @@ class Bonding:
             for c in connection._remote_candidates
             if c.component == component and c.type == remote_type
         ]
-        key = (id(pair), tuple(id(p) for p in protocols), tuple(remotes))
-        cached = self._plans.get(component)
-        if cached is not None and cached[0] == key:
-            return cached[1]
         if pair.protocol not in protocols:
             plan: list[tuple[Any, Address, str]] = []
         else:
@@ -254,7 +252,7 @@ class Bonding:
             nominated = f"{pair.protocol.local_candidate.host} -> {pair.remote_addr[0]}"
             extra = ", ".join(name for _, _, name in plan) or "none (no other path)"
             logger.info("bonding: nominated %s; every datagram also goes %s", nominated, extra)
-        self._plans[component] = (key, plan)
+        self._plans[component] = (pair, sizes, plan)
         return plan
 
 
@@ -280,7 +278,7 @@ def install_bonding(
         The bonding, or None when the connection has no transport yet.
 
     Raises:
-        AiortcBondingError: aiortc's or aioice's private state is not as expected.
+        AiortcTransportError: aiortc's or aioice's private state is not as expected.
     """
     found = dtls_and_ice_connection(pc)
     if found is None:
@@ -290,7 +288,7 @@ def install_bonding(
         hasattr(connection, name)
         for name in ("sendto", "_nominated", "_protocols", "_remote_candidates")
     ):
-        raise AiortcBondingError(
+        raise AiortcTransportError(
             "aiortc/aioice internals changed: RTCIceTransport._connection has no sendto,"
             " _nominated, _protocols or _remote_candidates; shared/bond.py must be updated"
         )

@@ -24,7 +24,7 @@ from teledrive.shared.linklab import (
     cleanup,
     unavailable_reason,
 )
-from teledrive.shared.linklab.netns import list_namespaces
+from teledrive.shared.linklab.netns import LabNames, list_namespaces
 from teledrive.shared.linklab.relay import control_request
 
 _REASON = unavailable_reason()
@@ -253,12 +253,14 @@ def _wait_until_gone(lab_id: str, timeout_s: float) -> list[str]:
     return left
 
 
-@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM"])
-def test_lab_is_removed_when_its_owner_is_killed(signal_name: str, host_links: str) -> None:
+@pytest.mark.parametrize(("signal_name", "links"), [("SIGKILL", 1), ("SIGTERM", 1), ("SIGKILL", 2)])
+def test_lab_is_removed_when_its_owner_is_killed(
+    signal_name: str, links: int, host_links: str
+) -> None:
     owner_code = textwrap.dedent(f"""
         import sys
         from teledrive.shared.linklab import LinkLab
-        lab = LinkLab("lan", prefix={PREFIX!r})
+        lab = LinkLab("lan", prefix={PREFIX!r}, links={links})
         lab.start()
         print(lab.names.lab_id, flush=True)
         sys.stdin.read()
@@ -275,7 +277,13 @@ def test_lab_is_removed_when_its_owner_is_killed(signal_name: str, host_links: s
     assert owner.stdin is not None
     owner.stdin.close()
     owner.stdout.close()
+    # The first relay reaps the lab; a second one must neither survive nor get in its way.
     assert _wait_until_gone(lab_id, timeout_s=10.0) == []
+    sockets = [Path(path) for path in LabNames(prefix=PREFIX, lab_id=lab_id).control_paths(links)]
+    deadline_s = time.monotonic() + 5.0 * SCALE
+    while any(path.exists() for path in sockets):
+        assert time.monotonic() < deadline_s, "a control socket was left behind"
+        time.sleep(0.05)  # polling a condition with a deadline, not synchronising on time
 
 
 def test_cleanup_removes_labs_of_dead_owners_only() -> None:

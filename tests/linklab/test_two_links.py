@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import select
-import signal
 import subprocess
 import sys
 import textwrap
@@ -21,14 +20,13 @@ import pytest
 from test_lab import (
     PREFIX,
     SCALE,
-    _wait_until_gone,
     host_links,  # noqa: F401  (a fixture, used by name)
     lab_namespaces,
 )
 
 from teledrive.shared.errors import ConfigError
 from teledrive.shared.linklab import LinkLab, unavailable_reason
-from teledrive.shared.linklab.netns import VEHICLE_SECOND_ADDRESS
+from teledrive.shared.linklab.netns import VEHICLE_SECOND_ADDRESS, LabNames
 
 _REASON = unavailable_reason()
 pytestmark = [
@@ -217,7 +215,7 @@ def test_a_cut_of_link_1_leaves_link_2_up() -> None:
 
 
 def _control_sockets(lab_id: str) -> list[Path]:
-    return [Path(f"/run/teledrive-linklab/{lab_id}{suffix}.sock") for suffix in ("", "-2")]
+    return [Path(path) for path in LabNames(prefix=PREFIX, lab_id=lab_id).control_paths(2)]
 
 
 @pytest.mark.usefixtures("host_links")
@@ -230,36 +228,6 @@ def test_everything_of_two_links_is_removed_on_close() -> None:
     assert lab_namespaces(lab_id) == []
     assert sleeper.poll() is not None, "a process started in the lab outlived it"
     assert not any(path.exists() for path in _control_sockets(lab_id))
-
-
-@pytest.mark.usefixtures("host_links")
-def test_two_links_are_removed_when_the_owner_is_killed() -> None:
-    owner_code = textwrap.dedent(f"""
-        import sys
-        from teledrive.shared.linklab import LinkLab
-        lab = LinkLab("lan", prefix={PREFIX!r}, links=2)
-        lab.start()
-        print(lab.names.lab_id, flush=True)
-        sys.stdin.read()
-    """)
-    argv = [sys.executable, "-c", owner_code]
-    owner = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert owner.stdout is not None
-    ready, _, _ = select.select([owner.stdout], [], [], 20 * SCALE)
-    lab_id = owner.stdout.readline().strip() if ready else ""
-    assert lab_id.startswith(f"{PREFIX}-{owner.pid}-")
-    assert len(lab_namespaces(lab_id)) == 4
-    owner.send_signal(signal.SIGKILL)
-    owner.wait(timeout=10 * SCALE)
-    assert owner.stdin is not None
-    owner.stdin.close()
-    owner.stdout.close()
-    # The first relay reaps the lab; the second one must neither survive nor get in its way.
-    assert _wait_until_gone(lab_id, timeout_s=10.0) == []
-    deadline_s = time.monotonic() + 5.0 * SCALE
-    while any(path.exists() for path in _control_sockets(lab_id)):
-        assert time.monotonic() < deadline_s, "a control socket was left behind"
-        time.sleep(0.05)  # polling a condition with a deadline, not synchronising on time
 
 
 @pytest.mark.parametrize("links", [0, 3, True, 2.0])

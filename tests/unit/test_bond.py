@@ -13,7 +13,6 @@ from aiortc import RTCConfiguration, RTCPeerConnection
 
 from teledrive.shared.bond import (
     BOND_ATTRIBUTE,
-    AiortcBondingError,
     Bonding,
     extra_paths,
     install_bonding,
@@ -22,6 +21,7 @@ from teledrive.shared.bond import (
     offer_is_bonded,
     worth_copying,
 )
+from teledrive.shared.handshake_resend import AiortcTransportError
 
 WAIT_S = 10.0 * float(os.environ.get("TELEDRIVE_TIME_SCALE", "1"))
 OPERATOR = ("10.201.0.3", 40000)
@@ -177,7 +177,7 @@ def test_install_bonding_fails_loudly_when_aiortc_changes() -> None:
         getTransceivers=lambda: [SimpleNamespace(sender=SimpleNamespace(transport=dtls))],
         sctp=None,
     )
-    with pytest.raises(AiortcBondingError, match=r"shared/bond\.py"):
+    with pytest.raises(AiortcTransportError, match=r"shared/bond\.py"):
         install_bonding(pc, every_interface=True)
 
 

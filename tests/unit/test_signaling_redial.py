@@ -337,6 +337,15 @@ async def test_a_connection_replaced_by_its_own_dial_is_not_a_duplicate_id(
 MODEM_1, MODEM_2 = "127.0.0.1", "127.0.0.2"  # two source addresses on loopback
 
 
+def on_two_modems(
+    clients: list[Running], url: str, connector: Any, modems: tuple[str, str] = (MODEM_1, MODEM_2)
+) -> Running:
+    """A vehicle client that dials from both loopback "modems", through ``connector``."""
+    return start(
+        clients, url, "vehicle", "v1", connect=connector, source_addresses=lambda: list(modems)
+    )
+
+
 async def test_a_client_on_two_modems_registers_over_the_one_that_works(
     hub: Hub, clients: list[Running]
 ) -> None:
@@ -350,14 +359,7 @@ async def test_a_client_on_two_modems_registers_over_the_one_that_works(
                 dead_dial_cancelled.set()
         return await connect(url, **options)
 
-    vehicle = start(
-        clients,
-        url_of(hub),
-        "vehicle",
-        "v1",
-        connect=modem_2_is_dead,
-        source_addresses=lambda: [MODEM_2, MODEM_1],
-    )
+    vehicle = on_two_modems(clients, url_of(hub), modem_2_is_dead, (MODEM_2, MODEM_1))
     registered = await vehicle.client.wait_registered(WAIT_S)
     assert registered.id == "v1"
     async with asyncio.timeout(WAIT_S):
@@ -376,14 +378,7 @@ async def test_dials_from_two_working_modems_register_once(
         sources.append(options["local_addr"][0])
         return await connect(url, **options)
 
-    vehicle = start(
-        clients,
-        url_of(hub),
-        "vehicle",
-        "v1",
-        connect=recording,
-        source_addresses=lambda: [MODEM_1, MODEM_2],
-    )
+    vehicle = on_two_modems(clients, url_of(hub), recording)
     await vehicle.client.wait_registered(WAIT_S)
     assert sorted(sources) == [MODEM_1, MODEM_2]
     # Both carried one dial: the hub registered one and refused the other, which therefore
@@ -401,14 +396,7 @@ async def test_a_dial_from_two_dead_modems_fails_and_names_both(
     async def both_dead(url: str, **options: Any) -> ClientConnection:
         raise ConnectionRefusedError(f"no route from {options['local_addr'][0]}")
 
-    vehicle = start(
-        clients,
-        url_of(hub),
-        "vehicle",
-        "v1",
-        connect=both_dead,
-        source_addresses=lambda: [MODEM_1, MODEM_2],
-    )
+    vehicle = on_two_modems(clients, url_of(hub), both_dead)
     with caplog.at_level(logging.DEBUG, logger="teledrive.shared.signaling"):
         assert not await vehicle.client.redial(REDIAL_S)
     text = next(r.getMessage() for r in caplog.records if "redial failed" in r.getMessage())
